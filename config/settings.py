@@ -108,6 +108,23 @@ class Settings:
     #: HEADSWAP_RETRY_BACKOFF_MAX_SECONDS: cap of the exponential backoff between attempts.
     retry_backoff_max_seconds: int = 120
 
+    #: HEADSWAP_VISIBILITY_TIMEOUT_SECONDS: Redis transport redelivers an unacked message
+    #: after this long; must exceed the longest task (a create waits at most read_timeout).
+    visibility_timeout_seconds: int = 3600
+    #: HEADSWAP_RESEND_AFTER_SECONDS: a queued job with no progress for this long gets its
+    #: submit message sent again (a lost message cannot strand a job).
+    resend_after_seconds: float = 300.0
+    #: HEADSWAP_CREDITS_PAUSE_SECONDS: after a 1104, submissions pause this long (all workers).
+    credits_pause_seconds: float = 60.0
+    #: HEADSWAP_CREDITS_WAIT_MAX_SECONDS: a job waiting for credits fails after this long.
+    credits_wait_max_seconds: float = 6 * 3600.0
+    #: HEADSWAP_AMBIGUOUS_GRACE_SECONDS: an ambiguous create waits this long for a webhook.
+    ambiguous_grace_seconds: float = 900.0
+    #: HEADSWAP_AMBIGUOUS_POLICY: ``fail`` (reason ambiguous_submission) or ``resubmit``.
+    ambiguous_policy: str = "fail"
+    #: HEADSWAP_ANALYSIS_TTL_SECONDS: how long a completed analysis of a URL is reused.
+    analysis_ttl_seconds: int = 24 * 3600
+
     # --- polling ----------------------------------------------------------------------
     #: HEADSWAP_POLL_TICK_SECONDS: how often beat claims due remote tasks.
     poll_tick_seconds: float = 2.0
@@ -202,6 +219,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "retry_backoff_max_seconds": env.int(
             "RETRY_BACKOFF_MAX_SECONDS", d.retry_backoff_max_seconds, validate=Range(1)
         ),
+        "visibility_timeout_seconds": env.int(
+            "VISIBILITY_TIMEOUT_SECONDS", d.visibility_timeout_seconds, validate=Range(60)
+        ),
+        "resend_after_seconds": env.float(
+            "RESEND_AFTER_SECONDS", d.resend_after_seconds, validate=_POSITIVE
+        ),
+        "credits_pause_seconds": env.float(
+            "CREDITS_PAUSE_SECONDS", d.credits_pause_seconds, validate=_POSITIVE
+        ),
+        "credits_wait_max_seconds": env.float(
+            "CREDITS_WAIT_MAX_SECONDS", d.credits_wait_max_seconds, validate=_POSITIVE
+        ),
+        "ambiguous_grace_seconds": env.float(
+            "AMBIGUOUS_GRACE_SECONDS", d.ambiguous_grace_seconds, validate=_POSITIVE
+        ),
+        "ambiguous_policy": env.str(
+            "AMBIGUOUS_POLICY", d.ambiguous_policy, validate=OneOf(["fail", "resubmit"])
+        ),
+        "analysis_ttl_seconds": env.int(
+            "ANALYSIS_TTL_SECONDS", d.analysis_ttl_seconds, validate=Range(60)
+        ),
         "poll_tick_seconds": env.float(
             "POLL_TICK_SECONDS", d.poll_tick_seconds, validate=_POSITIVE
         ),
@@ -266,6 +304,11 @@ def _check_consistency(s: Settings) -> None:
         )
     if not s.allowed_models:
         problems.append(f"{PREFIX}ALLOWED_MODELS must name at least one model")
+    if s.visibility_timeout_seconds <= s.read_timeout + s.retry_backoff_max_seconds:
+        problems.append(
+            f"{PREFIX}VISIBILITY_TIMEOUT_SECONDS must exceed {PREFIX}READ_TIMEOUT + "
+            f"{PREFIX}RETRY_BACKOFF_MAX_SECONDS (a running task must never be redelivered)"
+        )
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems))
 

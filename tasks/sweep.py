@@ -1,0 +1,12 @@
+"""``headswap.sweep`` (beat): re-send what was lost, resolve what is stuck."""
+
+from __future__ import annotations
+
+from worker import sweeper
+from worker.app import app
+from worker.runtime import get_runtime
+
+
+@app.task(name="headswap.sweep")
+def sweep() -> dict[str, int]:
+    return sweeper.sweep(get_runtime())

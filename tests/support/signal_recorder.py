@@ -1,0 +1,25 @@
+"""Loaded into test workers (``--include``): records every completion signal in Redis,
+so a test can see what a receiver connected in the worker process would see."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import redis
+
+from worker import signals
+
+_redis = redis.Redis.from_url(os.environ["HEADSWAP_REDIS_URL"], decode_responses=True)
+
+
+def _recorder(name: str) -> Any:
+    def record(sender: Any, job: dict[str, Any] | None = None, **_: Any) -> None:
+        _redis.rpush("test:signals", json.dumps({"signal": name, "job_id": (job or {}).get("job_id"),
+                                                 "state": (job or {}).get("state")}))
+    return record
+
+
+for _name in ("job_submitted", "job_succeeded", "job_failed", "job_rejected", "job_cancelled"):
+    getattr(signals, _name).connect(_recorder(_name), weak=False)

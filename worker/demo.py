@@ -1,0 +1,232 @@
+"""``make run``: the whole product on one machine, with a live view and a summary.
+
+Starts what is not configured — a ``redis-server`` unless ``HEADSWAP_REDIS_URL`` is set,
+the sandbox unless ``HEADSWAP_AKOOL_BASE_URL`` is set — plus a worker and beat; submits
+valid jobs, invalid jobs, and jobs the sandbox fails; shows progress until every job is
+terminal; prints a table of outcomes; stops everything it started. Exit 0 when every job
+ended as expected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker import states
+from worker.errors import JobValidationError
+from worker.redis_server import free_port, start_redis
+
+FACE = "https://cdn.example.com/faces/reference.jpg"
+
+
+@dataclass
+class DemoJob:
+    label: str
+    expect: str
+    message: dict[str, Any]
+    raw: bool = False  # sent straight to the queue, as a producer in another language would
+    job_id: str | None = None
+    local_errors: dict[str, Any] | None = None
+
+
+def demo_jobs(valid: int) -> list[DemoJob]:
+    def job(url: str, **extra: Any) -> dict[str, Any]:
+        return {"video_url": url, "mappings": [{"obj_id": 0, "img_url": FACE}],
+                "resolution": "720p", **extra}  # fmt: skip
+
+    jobs = [
+        DemoJob(f"valid #{i + 1}", states.SUCCEEDED,
+                job(f"https://cdn.example.com/in/{i}.mp4?duration={4 + i % 10}"))
+        for i in range(valid)
+    ]  # fmt: skip
+    jobs += [
+        DemoJob("sandbox fails it", states.FAILED, job("https://cdn.example.com/sandbox-fail/1.mp4")),
+        DemoJob("sandbox fails it", states.FAILED, job("https://cdn.example.com/sandbox-fail/2.mp4")),
+        DemoJob("obj_id not in video", states.REJECTED,
+                {**job("https://cdn.example.com/in/0.mp4?duration=4"),
+                 "mappings": [{"obj_id": 3, "img_url": FACE}]}),
+        DemoJob("6 mappings", states.REJECTED,
+                {**job("https://cdn.example.com/in/x.mp4"),
+                 "mappings": [{"obj_id": i, "img_url": FACE} for i in range(6)]}),
+        DemoJob("ftp video URL", states.REJECTED, job("ftp://cdn.example.com/in.mp4")),
+        DemoJob("1080p", states.REJECTED, job("https://cdn.example.com/in/y.mp4", resolution="1080p")),
+        DemoJob("raw: unknown field", states.REJECTED,
+                job("https://cdn.example.com/in/z.mp4", prompt="smile"), raw=True),
+        DemoJob("raw: obj_id -1", states.REJECTED,
+                {**job("https://cdn.example.com/in/w.mp4"),
+                 "mappings": [{"obj_id": -1, "img_url": FACE}]}, raw=True),
+    ]  # fmt: skip
+    return jobs
+
+
+class Started:
+    """Processes the demo started, stopped in reverse order."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.cleanups: list[Any] = []
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        self.procs.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for _name, proc in reversed(self.procs):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        for cleanup in reversed(self.cleanups):
+            cleanup()
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback URL we built)
+                if resp.status == 200:
+                    return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+@contextlib.contextmanager
+def local_stack(console: Console) -> Iterator[dict[str, str]]:
+    workdir = Path(tempfile.mkdtemp(prefix="headswap-demo-"))
+    started = Started(workdir)
+    env = dict(os.environ)
+    env.setdefault("HEADSWAP_LOG_FORMAT", "text")
+    try:
+        if "HEADSWAP_REDIS_URL" not in os.environ:
+            server = start_redis()
+            started.cleanups.append(server.stop)
+            env["HEADSWAP_REDIS_URL"] = server.url
+            console.print(f"[dim]redis-server on {server.url}[/]")
+        if "HEADSWAP_AKOOL_BASE_URL" not in os.environ:
+            port = free_port()
+            api_key = secrets.token_hex(16)
+            started.spawn("sandbox", [sys.executable, "-m", "worker.sandbox", "--port", str(port),
+                                      "--api-key", api_key, "--processing-time", "2,4"], env)  # fmt: skip
+            env["HEADSWAP_AKOOL_BASE_URL"] = f"http://127.0.0.1:{port}"
+            env["HEADSWAP_AKOOL_API_KEY"] = api_key
+            env.setdefault("HEADSWAP_PROCESSING_SECONDS_PER_VIDEO_SECOND", "0.3")
+            env.setdefault("HEADSWAP_POLL_MIN_INTERVAL_SECONDS", "0.5")
+            env.setdefault("HEADSWAP_POLL_TICK_SECONDS", "0.5")
+            _wait_http(f"http://127.0.0.1:{port}/_sandbox/health", 15)
+            console.print(f"[dim]sandbox on {env['HEADSWAP_AKOOL_BASE_URL']}[/]")
+        headswap = [sys.executable, "-m", "worker.cli"]
+        started.spawn("worker", [*headswap, "worker", "-c", "8"], env)
+        started.spawn("beat", [*headswap, "beat", "-s", str(workdir / "beat-schedule")], env)
+        console.print(f"[dim]worker and beat started; logs in {workdir}[/]")
+        yield env
+    finally:
+        started.stop_all()
+
+
+def run_demo(jobs: int = 12, timeout: float = 180.0) -> int:
+    console = Console()
+    with local_stack(console) as env:
+        from config.settings import load_settings
+        from worker.producer import Producer
+
+        producer = Producer(load_settings(env))
+        demo = demo_jobs(jobs)
+        for item in demo:
+            if item.raw:  # the worker validates and rejects; Akool is never called
+                item.job_id = secrets.token_hex(12)
+                producer.celery.send_task(
+                    "headswap.submit",
+                    kwargs={**item.message, "job_id": item.job_id},
+                    queue="headswap.submit",
+                )
+                continue
+            try:
+                item.job_id = producer.submit(**item.message)
+            except JobValidationError as exc:
+                item.local_errors = exc.errors
+        results = _follow(console, producer, demo, timeout)
+    return _summary(console, demo, results)
+
+
+def _follow(console: Console, producer: Any, demo: list[DemoJob], timeout: float) -> dict[str, Any]:
+    ids = [d.job_id for d in demo if d.job_id]
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)  # fmt: skip
+    task = progress.add_task("jobs terminal", total=len(ids))
+    deadline = time.monotonic() + timeout
+    records: dict[str, Any] = {}
+    with Live(progress, console=console, refresh_per_second=4):
+        while time.monotonic() < deadline:
+            records = {i: producer.get(i) or {"state": "not yet seen"} for i in ids}
+            counts = Counter(r["state"] for r in records.values())
+            done = sum(counts[s] for s in states.TERMINAL)
+            label = "  ".join(f"{s}:{n}" for s, n in sorted(counts.items()))
+            progress.update(task, completed=done, description=f"jobs terminal  [{label}]")
+            if done == len(ids):
+                break
+            time.sleep(0.25)
+    return records
+
+
+def _summary(console: Console, demo: list[DemoJob], records: dict[str, Any]) -> int:
+    table = Table(title="headswap demo: outcomes")
+    for column in ("job", "expected", "outcome", "detail"):
+        table.add_column(column)
+    ok = True
+    for item in demo:
+        if item.local_errors is not None:
+            outcome, detail = (
+                states.REJECTED,
+                "refused by producer.submit: " + ", ".join(item.local_errors),
+            )
+        else:
+            record = records.get(item.job_id or "", {})
+            outcome = record.get("state", "unknown")
+            detail = record.get("output_url") or record.get("reason") or ""
+            if record.get("field_errors"):
+                detail = "fields: " + ", ".join(record["field_errors"])
+        good = outcome == item.expect
+        ok &= good
+        style = "green" if good else "red"
+        table.add_row(item.label, item.expect, f"[{style}]{outcome}[/]", str(detail)[:70])
+    console.print(table)
+    counts = Counter(
+        (records.get(d.job_id or "", {}).get("state") if d.local_errors is None else "rejected")
+        for d in demo
+    )
+    console.print("totals: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str)))
+    console.print(
+        "[green]all jobs ended as expected[/]"
+        if ok
+        else "[red]some jobs did not end as expected[/]"
+    )
+    return 0 if ok else 1

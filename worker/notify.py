@@ -1,0 +1,49 @@
+"""Telling producers that a job has ended.
+
+A terminal transition puts the job in the outbox (``{p}:outbox``) in the same atomic step;
+:func:`notify` fires the in-process signal and the producer's callback task, then marks
+the job notified and takes it out of the outbox. The sweeper re-sends notify for entries
+left in the outbox (a worker died mid-notify), so a notification is never lost; a short
+lock keeps two concurrent notifies of one job from both firing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from worker import signals, states
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LOCK_SECONDS = 120
+
+
+def public_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The job record as producers see it (no internal bookkeeping fields)."""
+    hidden = {"not_found_count"}
+    return {k: v for k, v in record.items() if k not in hidden}
+
+
+def notify(rt: Runtime, job_id: str) -> bool:
+    """Fire the completion signals of a terminal job once. Returns True when it fired."""
+    record = rt.store.get(job_id)
+    if record is None or record.get("notified_at"):
+        rt.store.unschedule(rt.store.outbox_key, job_id)
+        return False
+    if record["state"] not in states.TERMINAL:
+        return False
+    lock = f"{rt.store.p}:notify-lock:{job_id}"
+    if not rt.redis.set(lock, "1", nx=True, ex=LOCK_SECONDS):
+        return False
+    view = public_record(record)
+    signals.TERMINAL_SIGNALS[record["state"]].send(sender="headswap", job=view)
+    callback = record.get("callback_task")
+    if callback:
+        rt.send_args(callback["name"], (view,), queue=callback.get("queue"))
+    rt.store.update(job_id, {"notified_at": time.time()})
+    rt.store.unschedule(rt.store.outbox_key, job_id)
+    log.info("job notified", extra={"job_id": job_id, "state": record["state"]})
+    return True
