@@ -144,6 +144,9 @@ class Settings:
     webhook_public_url: str = ""
     #: HEADSWAP_WEBHOOK_IV_PADDING: how a client id shorter than 16 bytes becomes the IV.
     webhook_iv_padding: str = "zero"
+    #: HEADSWAP_WEBHOOK_MAX_SKEW_SECONDS: deliveries whose timestamp is further than this
+    #: from now are refused (replay window); their nonces are remembered twice as long.
+    webhook_max_skew_seconds: float = 300.0
     #: HEADSWAP_SAFETY_NET_POLL_SECONDS: poll interval while a webhook is expected.
     safety_net_poll_seconds: float = 300.0
     #: HEADSWAP_CALLBACK_SECRET: HMAC key for ``callback_url`` POSTs to producers.
@@ -261,6 +264,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "webhook_public_url": env.str("WEBHOOK_PUBLIC_URL", ""),
         "webhook_iv_padding": env.str(
             "WEBHOOK_IV_PADDING", d.webhook_iv_padding, validate=OneOf(["zero", "space"])
+        ),
+        "webhook_max_skew_seconds": env.float(
+            "WEBHOOK_MAX_SKEW_SECONDS", d.webhook_max_skew_seconds, validate=_POSITIVE
         ),
         "safety_net_poll_seconds": env.float(
             "SAFETY_NET_POLL_SECONDS", d.safety_net_poll_seconds, validate=_POSITIVE

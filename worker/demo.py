@@ -65,7 +65,8 @@ def demo_jobs(valid: int) -> list[DemoJob]:
                 {**job("https://cdn.example.com/in/x.mp4"),
                  "mappings": [{"obj_id": i, "img_url": FACE} for i in range(6)]}),
         DemoJob("ftp video URL", states.REJECTED, job("ftp://cdn.example.com/in.mp4")),
-        DemoJob("1080p", states.REJECTED, job("https://cdn.example.com/in/y.mp4", resolution="1080p")),
+        DemoJob("1080p", states.REJECTED,
+                job("https://cdn.example.com/in/y.mp4", resolution="1080p")),
         DemoJob("raw: unknown field", states.REJECTED,
                 job("https://cdn.example.com/in/z.mp4", prompt="smile"), raw=True),
         DemoJob("raw: obj_id -1", states.REJECTED,
@@ -111,10 +112,10 @@ def _wait_http(url: str, timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback URL we built)
-                if resp.status == 200:
-                    return
+        # S310: a loopback URL we built ourselves.
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310
+            if resp.status == 200:
+                return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
@@ -134,8 +135,9 @@ def local_stack(console: Console) -> Iterator[dict[str, str]]:
         if "HEADSWAP_AKOOL_BASE_URL" not in os.environ:
             port = free_port()
             api_key = secrets.token_hex(16)
-            started.spawn("sandbox", [sys.executable, "-m", "worker.sandbox", "--port", str(port),
-                                      "--api-key", api_key, "--processing-time", "2,4"], env)  # fmt: skip
+            sandbox = [sys.executable, "-m", "worker.sandbox", "--port", str(port),
+                       "--api-key", api_key, "--processing-time", "2,4"]  # fmt: skip
+            started.spawn("sandbox", sandbox, env)
             env["HEADSWAP_AKOOL_BASE_URL"] = f"http://127.0.0.1:{port}"
             env["HEADSWAP_AKOOL_API_KEY"] = api_key
             env.setdefault("HEADSWAP_PROCESSING_SECONDS_PER_VIDEO_SECOND", "0.3")

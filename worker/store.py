@@ -100,6 +100,15 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'job_id', ARGV[1], 'sta
 return {'created', ARGV[1]}
 """
 
+# KEYS[1] job; ARGV[1] required state, ARGV[2] fields JSON
+_UPDATE_IF = """
+if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then return 0 end
+for k, v in pairs(cjson.decode(ARGV[2])) do
+  if v == '' then redis.call('HDEL', KEYS[1], k) else redis.call('HSET', KEYS[1], k, v) end
+end
+return 1
+"""
+
 # KEYS[1] zset; ARGV[1] now, ARGV[2] lease seconds, ARGV[3] max items
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
@@ -171,6 +180,7 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION)
         self._create = client.register_script(_CREATE)
         self._claim = client.register_script(_CLAIM)
+        self._update_if = client.register_script(_UPDATE_IF)
 
     # --- keys ---------------------------------------------------------------------------
     def job_key(self, job_id: str) -> str:
@@ -275,6 +285,12 @@ class JobStore:
         if dels:
             pipe.hdel(self.job_key(job_id), *dels)
         pipe.execute()
+
+    def update_if_state(self, job_id: str, state: str, fields: Mapping[str, Any]) -> bool:
+        """Write fields only while the job is still in ``state`` (atomic). True if written."""
+        assert "state" not in fields
+        args = [state, json.dumps(encode_fields(fields))]
+        return bool(self._update_if(keys=[self.job_key(job_id)], args=args))
 
     def transition(
         self,

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from worker import analysis, signals, states
-from worker.akool_types import CreateTaskRequest
+from worker.akool_types import CreateTaskRequest, Task
 from worker.akool_types import Mapping as AkoolMapping
 from worker.errors import (
     AkoolAmbiguous,
@@ -175,6 +175,18 @@ def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
     )
     if webhook:
         delay = max(delay, rt.settings.safety_net_poll_seconds)
+    try:
+        _record_created(rt, job_id, task, now + delay, now)
+    except TransitionRefused:
+        # A webhook bound the job while our create call was still in flight.
+        log.info("create answered after a webhook bound the job", extra={"job_id": job_id})
+        return Outcome("submitted", job_id)
+    log.info("akool task created", extra={"job_id": job_id, "remote_id": task.remote_id})
+    signals.job_submitted.send(sender="headswap", job=rt.store.get(job_id))
+    return Outcome("submitted", job_id)
+
+
+def _record_created(rt: Runtime, job_id: str, task: Task, first_poll_at: float, now: float) -> None:
     rt.store.transition(
         job_id,
         states.SUBMITTED,
@@ -191,14 +203,11 @@ def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
                 job_id,
                 rt.settings.job_retention_seconds,
             ),
-            Op("zadd", rt.store.poll_key, job_id, now + delay),
+            Op("zadd", rt.store.poll_key, job_id, first_poll_at),
         ],
         event={"remote_id": task.remote_id},
         now=now,
     )
-    log.info("akool task created", extra={"job_id": job_id, "remote_id": task.remote_id})
-    signals.job_submitted.send(sender="headswap", job=rt.store.get(job_id))
-    return Outcome("submitted", job_id)
 
 
 def create_request(rt: Runtime, record: Mapping[str, Any]) -> CreateTaskRequest:
@@ -364,11 +373,16 @@ def _wait_for_credits(rt: Runtime, record: dict[str, Any], until: float) -> Outc
 
 
 def mark_ambiguous(rt: Runtime, job_id: str, exc: AkoolAmbiguous | None) -> Outcome:
-    """The create may have run. Never resubmit blindly: wait for a webhook or the grace period."""
+    """The create may have run. Never resubmit blindly: wait for a webhook or the grace period.
+
+    Only while the job is still ``submitting``: a webhook may already have bound it.
+    """
     now = time.time()
-    rt.store.update(
-        job_id, {"ambiguous_at": now, "error": exc.as_dict() if exc else {"error": "worker_lost"}}
-    )
+    error = exc.as_dict() if exc else {"error": "worker_lost", "message": "worker lost mid-create"}
+    if not rt.store.update_if_state(
+        job_id, states.SUBMITTING, {"ambiguous_at": now, "error": error}
+    ):
+        return Outcome("skipped", job_id)
     rt.redis.zadd(
         rt.store.ambiguous_key, {job_id: now + rt.settings.ambiguous_grace_seconds}, nx=True
     )

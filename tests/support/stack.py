@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from tests.support.procs import ROOT, spawn, stop, wait_until
+from tests.support.procs import ROOT, port_open, spawn, stop, wait_until
 
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.app"]
 QUEUES = "headswap.submit,headswap.poll,headswap.notify"
@@ -70,6 +70,14 @@ class Stack:
         self.beats.append(proc)
         return proc
 
+    def start_webhook(self, port: int) -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "worker.cli", "webhook", "--host", "127.0.0.1",
+                "--port", str(port)]
+        proc = spawn(args, env=self.env, log=self.workdir / "webhook.log")
+        self.beats.append(proc)  # stopped with the rest
+        wait_until(lambda: port_open(port), 20, what="webhook receiver")
+        return proc
+
     def wait_ready(self, timeout: float = 30) -> None:
         """Until every worker consumes (its queue bindings exist in Redis)."""
         def ready() -> bool:
@@ -107,18 +115,25 @@ class Stack:
 
 @contextmanager
 def running_stack(redis_url: str, sandbox: Any, *, workers: int = 1, beats: int = 1,
-                  concurrency: int = 4, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+                  concurrency: int = 4, extra_env: dict[str, str] | None = None,
+                  webhook_port: int | None = None) -> Iterator[Stack]:
     env = {
         **FAST,
         "HEADSWAP_REDIS_URL": redis_url,
         "HEADSWAP_AKOOL_BASE_URL": sandbox.url,
         "HEADSWAP_AKOOL_API_KEY": sandbox.api_key,
+        "HEADSWAP_AKOOL_CLIENT_ID": getattr(sandbox, "client_id", None) or "",
+        "HEADSWAP_AKOOL_CLIENT_SECRET": getattr(sandbox, "client_secret", None) or "",
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         **(extra_env or {}),
     }
     workdir = Path(tempfile.mkdtemp(prefix="headswap-stack-"))
+    if webhook_port:
+        env.setdefault("HEADSWAP_WEBHOOK_PUBLIC_URL", f"http://127.0.0.1:{webhook_port}")
     stack = Stack(redis_url, env, workdir)
     try:
+        if webhook_port:
+            stack.start_webhook(webhook_port)
         for _ in range(workers):
             stack.start_worker(concurrency=concurrency)
         for _ in range(beats):
