@@ -113,10 +113,21 @@ class Stack:
         return [json.loads(x) for x in self.redis.lrange("test:signals", 0, -1)]
 
 
+_next_db = iter(range(1, 16))
+
+
+def fresh_db_url(redis_url: str) -> str:
+    """The same server, a database no other stack of this session uses: stacks that
+    overlap (module fixtures) can never consume each other's queues."""
+    base = redis_url.rsplit("/", 1)[0]
+    return f"{base}/{next(_next_db)}"
+
+
 @contextmanager
 def running_stack(redis_url: str, sandbox: Any, *, workers: int = 1, beats: int = 1,
                   concurrency: int = 4, extra_env: dict[str, str] | None = None,
                   webhook_port: int | None = None) -> Iterator[Stack]:
+    redis_url = fresh_db_url(redis_url)
     env = {
         **FAST,
         "HEADSWAP_REDIS_URL": redis_url,
