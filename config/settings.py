@@ -125,6 +125,15 @@ class Settings:
     #: HEADSWAP_ANALYSIS_TTL_SECONDS: how long a completed analysis of a URL is reused.
     analysis_ttl_seconds: int = 24 * 3600
 
+    #: HEADSWAP_CREATE_RATE: create calls per second across all workers (0 = no limit).
+    create_rate: float = 0.0
+    #: HEADSWAP_DETAIL_RATE: detail calls per second across all workers (0 = no limit).
+    detail_rate: float = 0.0
+    #: HEADSWAP_RATE_BURST: calls a limit lets through at once after a quiet spell.
+    rate_burst: int = 1
+    #: HEADSWAP_MAX_IN_FLIGHT: tasks at Akool (submitting..processing) at once (0 = no cap).
+    max_in_flight: int = 0
+
     # --- polling ----------------------------------------------------------------------
     #: HEADSWAP_POLL_TICK_SECONDS: how often beat claims due remote tasks.
     poll_tick_seconds: float = 2.0
@@ -243,6 +252,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "analysis_ttl_seconds": env.int(
             "ANALYSIS_TTL_SECONDS", d.analysis_ttl_seconds, validate=Range(60)
         ),
+        "create_rate": env.float("CREATE_RATE", d.create_rate, validate=Range(0)),
+        "detail_rate": env.float("DETAIL_RATE", d.detail_rate, validate=Range(0)),
+        "rate_burst": env.int("RATE_BURST", d.rate_burst, validate=Range(1, 10_000)),
+        "max_in_flight": env.int("MAX_IN_FLIGHT", d.max_in_flight, validate=Range(0)),
         "poll_tick_seconds": env.float(
             "POLL_TICK_SECONDS", d.poll_tick_seconds, validate=_POSITIVE
         ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from config.settings import Settings
-from worker import classify
+from worker import classify, metrics
 from worker.akool_types import Analysis, CreateTaskRequest, MalformedResponse, Task
 from worker.errors import (
     AkoolAmbiguous,
@@ -185,6 +186,29 @@ class AkoolClient:
         **kwargs: Any,
     ) -> dict[str, Any]:
         headers = self._auth_headers() if auth else {}
+        started = time.perf_counter()
+        result = "ok"
+        try:
+            return self._exchange(method, path, operation, headers, unsafe, kwargs)
+        except AkoolError as exc:
+            result = (
+                str(exc.code)
+                if exc.code is not None
+                else (f"http_{exc.http_status}" if exc.http_status else type(exc).__name__)
+            )
+            raise
+        finally:
+            metrics.observe_call(operation, result, time.perf_counter() - started)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        headers: dict[str, str],
+        unsafe: bool,
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
         try:
             response = self._session.request(
                 method, self.base_url + path, headers=headers, timeout=self._timeout, **kwargs

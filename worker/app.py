@@ -13,3 +13,5 @@ setup_logging(_settings)
 
 app = Celery("headswap", include=["tasks.submit", "tasks.poll", "tasks.notify", "tasks.sweep"])
 app.config_from_object(celery_config(_settings))
+
+import worker.lifecycle  # noqa: E402, F401  (heartbeat file, metrics server)

@@ -58,6 +58,14 @@ def cmd_webhook(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from worker.health import check
+
+    ok, message = check(args.max_age)
+    print(message)
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -91,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--host", default="127.0.0.1")
     h.add_argument("--port", type=int, default=8080)
     h.set_defaults(handler=cmd_webhook)
+
+    hc = sub.add_parser("healthcheck", help="exit 0 while the worker heartbeat is fresh")
+    hc.add_argument("--max-age", type=float, default=60.0)
+    hc.set_defaults(handler=cmd_healthcheck)
 
     d = sub.add_parser("demo", help="start everything locally, run demo jobs, print a summary")
     d.add_argument("--jobs", type=int, default=12, help="number of valid demo jobs")

@@ -7,6 +7,7 @@
     ├── JobValidationError          a job failed its schema: rejected, never retried
     ├── JobNotFound                 no such job id in the store
     ├── TransitionRefused           a state move not allowed from the current state
+    ├── InFlightCapReached          HEADSWAP_MAX_IN_FLIGHT tasks are at Akool; wait, no retry spent
     └── AkoolError                  anything the Akool API did (code, msg, http_status)
         ├── AkoolRetryable          not executed: retry with backoff (honour retry_after)
         ├── AkoolAmbiguous          may have executed: never resubmit blindly
@@ -59,6 +60,15 @@ class TransitionRefused(HeadswapError):
         super().__init__(
             f"job {job_id}: {current} -> {target} refused (allowed from: {', '.join(allowed)})"
         )
+
+
+class InFlightCapReached(HeadswapError):
+    """Submitting now would put more than the configured number of tasks in flight."""
+
+    def __init__(self, job_id: str, cap: int) -> None:
+        self.job_id = job_id
+        self.cap = cap
+        super().__init__(f"job {job_id}: {cap} tasks already in flight at Akool")
 
 
 class AkoolError(HeadswapError):

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any, cast
 
-from worker import analysis, states
+from worker import analysis, metrics, states
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSING, Task
 from worker.errors import AkoolError, AkoolFatal, AkoolNotFound, TransitionRefused
 from worker.runtime import Runtime
@@ -26,6 +26,8 @@ from worker.timing import next_poll_interval
 
 log = logging.getLogger(__name__)
 
+#: A poller thread sleeps at most this long for a detail-rate slot before rescheduling.
+RATE_MAX_BLOCK_SECONDS = 1.0
 #: How many "not found" answers in a row before a remote task is declared lost.
 NOT_FOUND_LIMIT = 3
 
@@ -57,6 +59,11 @@ def poll_job(rt: Runtime, job_id: str) -> None:
     record = rt.store.get(job_id)
     if record is None or record["state"] not in states.REMOTE_ACTIVE:
         rt.store.unschedule(rt.store.poll_key, job_id)
+        return
+    wait = rt.detail_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
+    if wait > 0:  # over the global detail rate: ask later instead of holding the thread
+        metrics.RATE_LIMIT_WAITS.labels("detail").inc()
+        _reschedule(rt, record, wait)
         return
     try:
         task = rt.akool.task_detail(record["remote_id"])

@@ -15,6 +15,7 @@ import redis
 
 from config.settings import Settings, get_settings
 from worker.akool import AkoolClient
+from worker.limits import Rate, RateLimiter
 from worker.store import JobStore
 
 
@@ -31,6 +32,16 @@ class Runtime:
             settings.key_prefix,
             retention_seconds=settings.job_retention_seconds,
             idempotency_ttl=settings.idempotency_ttl_seconds,
+        )
+        self.create_limiter = RateLimiter(
+            self.redis,
+            f"{self.store.p}:rate:create",
+            Rate(settings.create_rate, settings.rate_burst),
+        )
+        self.detail_limiter = RateLimiter(
+            self.redis,
+            f"{self.store.p}:rate:detail",
+            Rate(settings.detail_rate, settings.rate_burst),
         )
         self._dispatch = dispatch
         self._client: AkoolClient | None = None

@@ -11,6 +11,7 @@ Redis Cluster slot and the Lua scripts stay legal there. Keys:
 ``{p}:poll``                    zset: job ids (or ``a:<hash>`` analyses) by next poll time
 ``{p}:wakeup``                  zset: queued job ids by when to (re)send their submit
 ``{p}:outbox``                  zset: terminal job ids whose notify has not completed
+``{p}:inflight``                zset: job ids submitting, submitted or processing
 ``{p}:submitting``              zset: job ids in ``submitting`` by when they entered it
 ``{p}:ambiguous``               zset: job ids whose create may have run, by grace deadline
 ``{p}:analysis:<hash>``         hash: the analysis of one source video URL
@@ -32,7 +33,8 @@ from typing import Any, cast
 import redis
 
 from worker import states
-from worker.errors import JobNotFound, TransitionRefused
+from worker.errors import InFlightCapReached, JobNotFound, TransitionRefused
+from worker.metrics import TRANSITIONS
 
 #: Approximate cap of the event stream (XADD MAXLEN ~).
 EVENTS_MAXLEN = 200_000
@@ -40,7 +42,9 @@ EVENTS_MAXLEN = 200_000
 _NUMERIC_FIELDS = ("attempts", "remote_status", "video_duration", "progress", "not_found_count")
 _JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 
-# KEYS[1] job, KEYS[2] events, KEYS[3] submitting zset, KEYS[4..] extra keys used by ops
+# KEYS[1] job, KEYS[2] events, KEYS[3] submitting zset, KEYS[4] in-flight zset,
+# KEYS[5..] extra keys used by ops
+# ARGV[9] cap on in-flight jobs when entering submitting (0 = none)
 # ARGV[1] target, ARGV[2] allowed-from JSON list, ARGV[3] now, ARGV[4] fields JSON object,
 # ARGV[5] ops JSON list, ARGV[6] ttl for terminal (0 = none), ARGV[7] event extras JSON,
 # ARGV[8] events maxlen
@@ -53,6 +57,11 @@ for _, s in ipairs(allowed) do if s == cur then ok = true end end
 if not ok then return {'refused', cur} end
 local target = ARGV[1]
 local now = ARGV[3]
+local inflight = {submitting = true, submitted = true, processing = true}
+if target == 'submitting' and tonumber(ARGV[9]) > 0
+   and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[9]) then
+  return {'capped', cur}
+end
 redis.call('HSET', KEYS[1], 'state', target, 'updated_at', now, target .. '_at', now)
 local fields = cjson.decode(ARGV[4])
 for k, v in pairs(fields) do
@@ -69,6 +78,8 @@ if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[6]) end
 local job_id = redis.call('HGET', KEYS[1], 'job_id')
 if target == 'submitting' then redis.call('ZADD', KEYS[3], now, job_id)
 elseif cur == 'submitting' then redis.call('ZREM', KEYS[3], job_id) end
+if inflight[target] then redis.call('ZADD', KEYS[4], now, job_id)
+elseif inflight[cur] then redis.call('ZREM', KEYS[4], job_id) end
 local ev = {'job_id', job_id, 'state', target, 'previous', cur,
             'at', now}
 for k, v in pairs(cjson.decode(ARGV[7])) do table.insert(ev, k); table.insert(ev, v) end
@@ -212,6 +223,10 @@ class JobStore:
         return f"{self.p}:submitting"
 
     @property
+    def inflight_key(self) -> str:
+        return f"{self.p}:inflight"
+
+    @property
     def ambiguous_key(self) -> str:
         return f"{self.p}:ambiguous"
 
@@ -302,11 +317,13 @@ class JobStore:
         event: Mapping[str, Any] | None = None,
         allowed: Iterable[str] | None = None,
         now: float | None = None,
+        cap: int = 0,
     ) -> str:
         """Move a job to ``target`` atomically; return the state it left.
 
-        Raises :class:`TransitionRefused` when the current state does not allow the move
-        and :class:`JobNotFound` when there is no such job.
+        Raises :class:`TransitionRefused` when the current state does not allow the move,
+        :class:`InFlightCapReached` when entering ``submitting`` would exceed ``cap`` jobs
+        in flight, and :class:`JobNotFound` when there is no such job.
         """
         now = time.time() if now is None else now
         allowed_from = sorted(allowed if allowed is not None else states.allowed_from(target))
@@ -318,7 +335,7 @@ class JobStore:
                 Op("zrem", self.wakeup_key, job_id),
                 Op("zadd", self.outbox_key, job_id, now),
             ]
-        keys = [self.job_key(job_id), self.events_key, self.submitting_key]
+        keys = [self.job_key(job_id), self.events_key, self.submitting_key, self.inflight_key]
         op_rows = []
         for op in ops:
             if op.key not in keys:
@@ -335,6 +352,7 @@ class JobStore:
                 self.retention_seconds if target in states.TERMINAL else 0,
                 json.dumps({k: str(v) for k, v in (event or {}).items() if v is not None}),
                 EVENTS_MAXLEN,
+                cap,
             ],
         )
         status, current = result[0], result[1]
@@ -342,6 +360,9 @@ class JobStore:
             raise JobNotFound(job_id)
         if status == "refused":
             raise TransitionRefused(job_id, current, target, allowed_from)
+        if status == "capped":
+            raise InFlightCapReached(job_id, cap)
+        TRANSITIONS.labels(target).inc()
         return str(current)
 
     # --- schedules ----------------------------------------------------------------------

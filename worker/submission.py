@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from worker import analysis, signals, states
+from worker import analysis, metrics, signals, states
 from worker.akool_types import CreateTaskRequest, Task
 from worker.akool_types import Mapping as AkoolMapping
 from worker.errors import (
@@ -31,6 +31,7 @@ from worker.errors import (
     AkoolFatal,
     AkoolInsufficientCredits,
     AkoolRetryable,
+    InFlightCapReached,
     JobValidationError,
     TransitionRefused,
 )
@@ -40,6 +41,11 @@ from worker.store import Op
 from worker.timing import first_poll_delay, full_jitter, retry_delay
 
 log = logging.getLogger(__name__)
+
+#: A worker thread sleeps at most this long for a create-rate slot before deferring.
+RATE_MAX_BLOCK_SECONDS = 2.0
+#: How soon a job held back by the in-flight cap is looked at again.
+CAP_RECHECK_SECONDS = 4.0
 
 ENVELOPE_FIELDS = ("job_id", "idempotency_key", "callback_task", "callback_url", "metadata")
 REQUEST_FIELDS = (
@@ -138,15 +144,27 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         return fail(rt, job_id, reason="analysis_failed", error=gate.error)
     if gate.waiting:
         return Outcome("waiting", job_id)
+    wait = rt.create_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
+    if wait > 0:  # over the global create rate: come back later, no attempt spent
+        metrics.RATE_LIMIT_WAITS.labels("create").inc()
+        return Outcome("retry", job_id, retry_in=wait + full_jitter(0.2))
     try:
         rt.store.transition(
             job_id,
             states.SUBMITTING,
             fields={"attempts": int(record.get("attempts", 0)) + 1},
             ops=[Op("zrem", rt.store.wakeup_key, job_id)],
+            cap=rt.settings.max_in_flight,
         )
     except TransitionRefused:
         return Outcome("skipped", job_id)  # another worker holds the lock
+    except InFlightCapReached:
+        metrics.RATE_LIMIT_WAITS.labels("in_flight").inc()
+        # Wait in queued without spending a retry; the sweeper re-sends it.
+        rt.store.schedule(
+            rt.store.wakeup_key, job_id, time.time() + full_jitter(CAP_RECHECK_SECONDS)
+        )
+        return Outcome("waiting", job_id)
     return _create(rt, record)
 
 
@@ -332,6 +350,7 @@ def credits_paused_until(rt: Runtime) -> float | None:
 
 def _out_of_credits(rt: Runtime, record: dict[str, Any], exc: AkoolInsufficientCredits) -> Outcome:
     job_id = record["job_id"]
+    metrics.CREDIT_EVENTS.inc()
     now = time.time()
     until = now + rt.settings.credits_pause_seconds
     opened = rt.redis.set(

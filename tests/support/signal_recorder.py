@@ -16,8 +16,9 @@ _redis = redis.Redis.from_url(os.environ["HEADSWAP_REDIS_URL"], decode_responses
 
 def _recorder(name: str) -> Any:
     def record(sender: Any, job: dict[str, Any] | None = None, **_: Any) -> None:
-        _redis.rpush("test:signals", json.dumps({"signal": name, "job_id": (job or {}).get("job_id"),
-                                                 "state": (job or {}).get("state")}))
+        job = job or {}
+        entry = {"signal": name, "job_id": job.get("job_id"), "state": job.get("state")}
+        _redis.rpush("test:signals", json.dumps(entry))
     return record
 
 

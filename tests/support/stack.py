@@ -82,7 +82,7 @@ class Stack:
         """Until every worker consumes (its queue bindings exist in Redis)."""
         def ready() -> bool:
             for proc in self.workers:
-                if proc.poll() is not None:
+                if proc.poll() is not None and proc.returncode != 0:  # 0: stopped on purpose
                     raise RuntimeError(f"worker exited {proc.returncode}: {self.logs()[-3000:]}")
             text = self.logs()
             return text.count("ready.") >= len(self.workers)
@@ -163,7 +163,8 @@ def producer_for(stack: Stack) -> Any:
     return Producer(load_settings(stack.env))
 
 
-def wait_all_terminal(producer: Any, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+def wait_all_terminal(producer: Any, job_ids: list[str],
+                      timeout: float) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     out = {}
     for job_id in job_ids:

@@ -1,0 +1,117 @@
+"""Prometheus metrics for worker and webhook processes (``HEADSWAP_METRICS_PORT``).
+
+Counters and histograms are per process (Prometheus sums them across pods); the
+job-state gauges are read from Redis on each scrape by :class:`StoreCollector`, so every
+pod reports the same, global numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+AKOOL_CALLS = Counter(
+    "headswap_akool_calls_total",
+    "Akool API calls by operation and result (Akool code, HTTP status or error class).",
+    ["operation", "result"],
+)
+AKOOL_LATENCY = Histogram(
+    "headswap_akool_call_seconds",
+    "Latency of Akool API calls.",
+    ["operation"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TRANSITIONS = Counter(
+    "headswap_job_transitions_total", "Job state transitions made by this process.", ["state"]
+)
+RATE_LIMIT_WAITS = Counter(
+    "headswap_rate_limit_waits_total", "Times a call waited or was deferred by a global limit.",
+    ["limit"],
+)  # fmt: skip
+CREDIT_EVENTS = Counter(
+    "headswap_insufficient_credits_total", "Creates answered 1104 (insufficient credits)."
+)
+WEBHOOK_DELIVERIES = Counter(
+    "headswap_webhook_deliveries_total", "Webhook deliveries by outcome.", ["outcome"]
+)
+
+
+def observe_call(operation: str, result: str, seconds: float) -> None:
+    AKOOL_CALLS.labels(operation, result).inc()
+    AKOOL_LATENCY.labels(operation).observe(seconds)
+
+
+class StoreCollector(Collector):
+    """Global gauges read from the store on scrape (a few O(1)/O(log n) Redis calls)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        store, r = self.rt.store, self.rt.redis
+        try:
+            pipe = r.pipeline(transaction=False)
+            pipe.zcard(store.wakeup_key)
+            pipe.zcard(store.submitting_key)
+            pipe.zcard(store.inflight_key)
+            pipe.zcard(store.poll_key)
+            pipe.zrange(store.inflight_key, 0, 0, withscores=True)
+            pipe.zcard(store.ambiguous_key)
+            pipe.zcard(store.outbox_key)
+            pipe.get(f"{store.p}:circuit:credits")
+            for queue in ("headswap.submit", "headswap.poll", "headswap.notify"):
+                pipe.llen(queue)
+            (queued, submitting, inflight, pending, oldest, ambiguous, outbox, circuit,
+             q_submit, q_poll, q_notify) = pipe.execute()  # fmt: skip
+        except Exception:  # a scrape must not crash the process; report nothing this time
+            log.warning("metrics scrape could not read Redis", exc_info=True)
+            return
+        now = time.time()
+        jobs = GaugeMetricFamily("headswap_jobs", "Jobs in non-terminal states.", labels=["state"])
+        jobs.add_metric(["queued"], queued)
+        jobs.add_metric(["submitting"], submitting)
+        jobs.add_metric(["in_flight"], inflight)
+        jobs.add_metric(["ambiguous"], ambiguous)
+        jobs.add_metric(["notify_pending"], outbox)
+        yield jobs
+        yield GaugeMetricFamily(
+            "headswap_pending_remote_tasks", "Remote tasks on the poll schedule.", value=pending
+        )
+        age = now - oldest[0][1] if oldest else 0.0
+        yield GaugeMetricFamily(
+            "headswap_oldest_in_flight_age_seconds", "Age of the oldest task in flight.", value=age
+        )
+        open_ = 1.0 if circuit and float(circuit) > now else 0.0
+        yield GaugeMetricFamily(
+            "headswap_credits_circuit_open", "1 while submissions pause for credits.", value=open_
+        )
+        depth = GaugeMetricFamily(
+            "headswap_queue_length", "Celery queue lengths.", labels=["queue"]
+        )
+        for name, value in (("headswap.submit", q_submit), ("headswap.poll", q_poll),
+                            ("headswap.notify", q_notify)):  # fmt: skip
+            depth.add_metric([name], value)
+        yield depth
+
+
+_started = False
+
+
+def start_metrics_server(port: int, runtime: Any) -> bool:
+    """Serve ``/metrics`` on ``port`` once per process (0 = disabled)."""
+    global _started
+    if not port or _started:
+        return False
+    REGISTRY.register(StoreCollector(runtime))
+    start_http_server(port)
+    _started = True
+    log.info("metrics listening", extra={"port": port})
+    return True
