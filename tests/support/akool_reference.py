@@ -26,5 +26,5 @@ def deliver(payload: dict, client_id: str, client_secret: str) -> dict:
     timestamp = int(time.time() * 1000)
     nonce = secrets.randbelow(10**6)  # a number, as in the docs' later example
     joined = "".join(sorted([client_id, str(timestamp), str(nonce), data_encrypt]))
-    return {"signature": hashlib.sha1(joined.encode()).hexdigest(),  # noqa: S324 (Akool's choice)
+    return {"signature": hashlib.sha1(joined.encode()).hexdigest(),
             "dataEncrypt": data_encrypt, "timestamp": timestamp, "nonce": nonce}
