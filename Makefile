@@ -24,5 +24,8 @@ lint: $(STAMP)
 run: $(STAMP)
 	$(BIN)/headswap demo
 
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,8 +1,8 @@
 """Logging: one JSON object per line (``HEADSWAP_LOG_FORMAT=json``) or plain text.
 
 Fields passed with ``extra=`` (``job_id``, ``remote_id``, ``state``...) become JSON keys.
-A filter masks every configured secret value wherever it might appear in a record, as a
-last line of defence behind the rule that secrets are never logged in the first place.
+The formatter masks every configured secret value wherever it appears in the finished
+line, as a last line of defence behind the rule that secrets are never logged at all.
 """
 
 from __future__ import annotations
@@ -39,22 +39,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-class RedactSecrets(logging.Filter):
-    """Replace any secret value that slipped into a message or its args with ``***``."""
+class RedactingFormatter(logging.Formatter):
+    """Wraps a formatter; masks every secret value anywhere in the finished line (message,
+    ``extra`` fields such as Celery's task kwargs, tracebacks)."""
 
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 6]
+        self.inner = inner
+        self.secrets = sorted((s for s in secrets if len(s) >= 6), key=len, reverse=True)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        text = record.getMessage()
-        if any(s in text for s in self.secrets):
-            for s in self.secrets:
-                text = text.replace(s, "***")
-            record.msg, record.args = text, None
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
 
 
 def secret_values(settings: Settings) -> list[str]:
@@ -69,11 +68,12 @@ def secret_values(settings: Settings) -> list[str]:
 
 def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secret_values(settings)))
+    inner: logging.Formatter = (
+        JsonFormatter()
+        if settings.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handler.setFormatter(RedactingFormatter(inner, secret_values(settings)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

@@ -10,12 +10,14 @@ from a Kubernetes Secret instead of living in the pod's environment.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from environs import EnvError, FileAwareEnv
+from marshmallow import ValidationError
 from marshmallow.validate import OneOf, Range
 
 from worker.errors import ConfigError
@@ -134,6 +136,12 @@ class Settings:
     #: HEADSWAP_MAX_IN_FLIGHT: tasks at Akool (submitting..processing) at once (0 = no cap).
     max_in_flight: int = 0
 
+    #: HEADSWAP_NOTIFY_GRACE_SECONDS: a terminal job not notified after this is re-notified.
+    notify_grace_seconds: float = 60.0
+    #: HEADSWAP_RECORD_RETRY_SECONDS: how long a worker keeps trying to record a created
+    #: task while Redis is unreachable (the create cost credits; losing its id is costly).
+    record_retry_seconds: float = 60.0
+
     # --- polling ----------------------------------------------------------------------
     #: HEADSWAP_POLL_TICK_SECONDS: how often beat claims due remote tasks.
     poll_tick_seconds: float = 2.0
@@ -160,6 +168,18 @@ class Settings:
     safety_net_poll_seconds: float = 300.0
     #: HEADSWAP_CALLBACK_SECRET: HMAC key for ``callback_url`` POSTs to producers.
     callback_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: HEADSWAP_CALLBACK_MAX_ATTEMPTS: POSTs of one callback before it is dead-lettered.
+    callback_max_attempts: int = 8
+    #: HEADSWAP_CALLBACK_BACKOFF_BASE_SECONDS: delay before the second attempt (doubles).
+    callback_backoff_base_seconds: float = 5.0
+    #: HEADSWAP_CALLBACK_BACKOFF_MAX_SECONDS: cap of the delay between two attempts.
+    callback_backoff_max_seconds: float = 300.0
+    #: HEADSWAP_CALLBACK_CONNECT_TIMEOUT / _READ_TIMEOUT: seconds, per callback POST.
+    callback_connect_timeout: float = 3.0
+    callback_read_timeout: float = 10.0
+    #: HEADSWAP_CALLBACK_ALLOWED_NETWORKS: CIDRs a callback may reach although they are
+    #: loopback/private/link-local/... (refused by default: SSRF protection).
+    callback_allowed_networks: tuple[str, ...] = ()
 
     # --- logging ----------------------------------------------------------------------
     #: HEADSWAP_LOG_FORMAT: ``json`` (one object per line) or ``text``.
@@ -199,6 +219,22 @@ def redact_url(url: str) -> str:
 
 
 _POSITIVE = Range(min=0, min_inclusive=False)
+
+
+def _stripped(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in values or [] if v.strip())
+
+
+def _cidr_list(values: list[str]) -> None:
+    """Every item an IPv4/IPv6 network (``10.0.0.0/8``, ``127.0.0.1``, ``fd00::/8``)."""
+    bad = []
+    for value in values:
+        try:
+            ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            bad.append(value)
+    if bad:
+        raise ValidationError(f"not a network (CIDR): {', '.join(bad)}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -256,6 +292,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "detail_rate": env.float("DETAIL_RATE", d.detail_rate, validate=Range(0)),
         "rate_burst": env.int("RATE_BURST", d.rate_burst, validate=Range(1, 10_000)),
         "max_in_flight": env.int("MAX_IN_FLIGHT", d.max_in_flight, validate=Range(0)),
+        "notify_grace_seconds": env.float(
+            "NOTIFY_GRACE_SECONDS", d.notify_grace_seconds, validate=_POSITIVE
+        ),
+        "record_retry_seconds": env.float(
+            "RECORD_RETRY_SECONDS", d.record_retry_seconds, validate=Range(0)
+        ),
         "poll_tick_seconds": env.float(
             "POLL_TICK_SECONDS", d.poll_tick_seconds, validate=_POSITIVE
         ),
@@ -285,6 +327,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "SAFETY_NET_POLL_SECONDS", d.safety_net_poll_seconds, validate=_POSITIVE
         ),
         "callback_secret": Secret(env.str("CALLBACK_SECRET", "")),
+        "callback_max_attempts": env.int(
+            "CALLBACK_MAX_ATTEMPTS", d.callback_max_attempts, validate=Range(1, 100)
+        ),
+        "callback_backoff_base_seconds": env.float(
+            "CALLBACK_BACKOFF_BASE_SECONDS", d.callback_backoff_base_seconds, validate=_POSITIVE
+        ),
+        "callback_backoff_max_seconds": env.float(
+            "CALLBACK_BACKOFF_MAX_SECONDS", d.callback_backoff_max_seconds, validate=_POSITIVE
+        ),
+        "callback_connect_timeout": env.float(
+            "CALLBACK_CONNECT_TIMEOUT", d.callback_connect_timeout, validate=_POSITIVE
+        ),
+        "callback_read_timeout": env.float(
+            "CALLBACK_READ_TIMEOUT", d.callback_read_timeout, validate=_POSITIVE
+        ),
+        "callback_allowed_networks": _stripped(
+            env.list("CALLBACK_ALLOWED_NETWORKS", [], validate=_cidr_list)
+        ),
         "log_format": env.str("LOG_FORMAT", d.log_format, validate=OneOf(["json", "text"])),
         "log_level": env.str(
             "LOG_LEVEL", d.log_level, validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])

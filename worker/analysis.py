@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, Analysis
-from worker.errors import AkoolError, AkoolFatal
+from worker.errors import AkoolError, AkoolFatal, AkoolRetryable
 from worker.runtime import Runtime
+from worker.timing import full_jitter, transient_pause
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +123,16 @@ def follow(rt: Runtime, member: str) -> None:
         rt.store.unschedule(rt.store.poll_key, member)
         _release(rt, info["video_url"])
         return
-    except AkoolError:
-        rt.store.schedule_if_present(rt.store.poll_key, member, time.time() + 2.0)
+    except AkoolError as exc:
+        retry_after = exc.retry_after if isinstance(exc, AkoolRetryable) else None
+        pause = transient_pause(rt.settings.poll_min_interval_seconds, retry_after)
+        rt.store.schedule_if_present(rt.store.poll_key, member, time.time() + pause)
         return
     if _apply(rt, info["video_url"], result, release=True):
         rt.store.unschedule(rt.store.poll_key, member)
     else:
-        rt.store.schedule_if_present(rt.store.poll_key, member, time.time() + 1.0)
+        delay = full_jitter(2 * rt.settings.poll_min_interval_seconds)
+        rt.store.schedule_if_present(rt.store.poll_key, member, time.time() + delay)
 
 
 def _apply(rt: Runtime, video_url: str, result: Analysis, *, release: bool) -> bool:

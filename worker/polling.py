@@ -19,10 +19,16 @@ from typing import Any, cast
 
 from worker import analysis, metrics, states
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSING, Task
-from worker.errors import AkoolError, AkoolFatal, AkoolNotFound, TransitionRefused
+from worker.errors import (
+    AkoolError,
+    AkoolFatal,
+    AkoolNotFound,
+    AkoolRetryable,
+    TransitionRefused,
+)
 from worker.runtime import Runtime
 from worker.store import Op
-from worker.timing import next_poll_interval
+from worker.timing import next_poll_interval, transient_pause
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +80,17 @@ def poll_job(rt: Runtime, job_id: str) -> None:
         log.error("task detail refused", extra={"job_id": job_id, "code": exc.code})
         _reschedule(rt, record, rt.settings.poll_max_interval_seconds)
         return
-    except AkoolError:
-        _reschedule(rt, record, rt.settings.poll_min_interval_seconds)
+    except AkoolError as exc:
+        pause = transient_pause(rt.settings.poll_min_interval_seconds, _retry_after(exc))
+        _reschedule(rt, record, pause)
         return
     if not apply_remote_status(rt, job_id, task, source="poll"):
         age = time.time() - float(record.get("submitted_at") or time.time())
         _reschedule(rt, record, _interval(rt, age))
+
+
+def _retry_after(exc: AkoolError) -> float | None:
+    return exc.retry_after if isinstance(exc, AkoolRetryable) else None
 
 
 def _interval(rt: Runtime, age: float) -> float:

@@ -52,10 +52,12 @@ class LocalRedis:
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    password: str = ""
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -68,11 +70,16 @@ class LocalRedis:
 
 
 def start_redis(
-    port: int | None = None, *, appendonly: bool = False, directory: Path | None = None
+    port: int | None = None,
+    *,
+    appendonly: bool = False,
+    directory: Path | None = None,
+    password: str = "",
 ) -> LocalRedis:
     """Start ``redis-server`` and wait until it answers PING."""
     port = port or free_port()
     workdir = directory or Path(tempfile.mkdtemp(prefix="headswap-redis-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     args = [
         find_redis_server(),
         "--port", str(port),
@@ -83,22 +90,28 @@ def start_redis(
         "--maxmemory-policy", "noeviction",
         "--protected-mode", "yes",
     ]  # fmt: skip
+    if password:
+        args += ["--requirepass", password]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = LocalRedis(port=port, process=proc, directory=workdir)
+    server = LocalRedis(port=port, process=proc, directory=workdir, password=password)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"redis-server exited with {proc.returncode} on port {port}")
-        if _pings(port):
+        if _pings(port, password):
             return server
         time.sleep(0.02)
     server.stop()
     raise RuntimeError(f"redis-server on port {port} did not answer within 10s")
 
 
-def _pings(port: int) -> bool:
+def _pings(port: int, password: str = "") -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            if password:
+                s.sendall(f"AUTH {password}\r\n".encode())
+                if not s.recv(64).startswith(b"+OK"):
+                    return False
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
     except OSError:

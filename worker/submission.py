@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
+
+from redis.exceptions import RedisError
 
 from worker import analysis, metrics, signals, states
 from worker.akool_types import CreateTaskRequest, Task
@@ -194,7 +196,7 @@ def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
     if webhook:
         delay = max(delay, rt.settings.safety_net_poll_seconds)
     try:
-        _record_created(rt, job_id, task, now + delay, now)
+        _with_redis_retry(rt, lambda: _record_created(rt, job_id, task, now + delay, now), job_id)
     except TransitionRefused:
         # A webhook bound the job while our create call was still in flight.
         log.info("create answered after a webhook bound the job", extra={"job_id": job_id})
@@ -202,6 +204,28 @@ def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
     log.info("akool task created", extra={"job_id": job_id, "remote_id": task.remote_id})
     signals.job_submitted.send(sender="headswap", job=rt.store.get(job_id))
     return Outcome("submitted", job_id)
+
+
+def _with_redis_retry(rt: Runtime, action: Callable[[], None], job_id: str) -> None:
+    """Run a store write that must not be lost, retrying while Redis is unreachable.
+
+    Used only after a create succeeded: its remote id exists nowhere else (a restart of
+    Redis must not turn a paid task into an ambiguous one).
+    """
+    deadline = time.monotonic() + rt.settings.record_retry_seconds
+    pause = 0.2
+    while True:
+        try:
+            action()
+            return
+        except RedisError:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning(
+                "redis unavailable; retrying the record of a created task", extra={"job_id": job_id}
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _record_created(rt: Runtime, job_id: str, task: Task, first_poll_at: float, now: float) -> None:

@@ -24,7 +24,6 @@ from worker.submission import fail, mark_ambiguous, message_from_record
 log = logging.getLogger(__name__)
 
 BATCH = 500
-OUTBOX_GRACE_SECONDS = 60.0
 
 
 def sweep(rt: Runtime) -> dict[str, int]:
@@ -52,9 +51,8 @@ def resend_due(rt: Runtime, now: float | None = None) -> int:
 
 def renotify_stale(rt: Runtime, now: float | None = None) -> int:
     now = time.time() if now is None else now
-    due = rt.store.claim_due(
-        rt.store.outbox_key, now - OUTBOX_GRACE_SECONDS, OUTBOX_GRACE_SECONDS * 2, BATCH
-    )
+    grace = rt.settings.notify_grace_seconds
+    due = rt.store.claim_due(rt.store.outbox_key, now - grace, grace * 2, BATCH)
     for job_id in due:
         rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
     return len(due)

@@ -61,3 +61,14 @@ def next_poll_interval(
     if webhook_expected:
         return safety_net
     return max(minimum, min(maximum, age * 0.25))
+
+
+def transient_pause(
+    minimum: float, retry_after: float | None, rng: random.Random | None = None
+) -> float:
+    """How long to leave a read that failed transiently (429, 5xx, timeout).
+
+    Never before the server's Retry-After, and jittered over [x, 2x] so that retries
+    cannot fall into step with a server's periodic limit window.
+    """
+    return full_jitter(2 * max(minimum, retry_after or 0.0), rng)

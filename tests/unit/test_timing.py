@@ -27,3 +27,13 @@ def test_poll_interval_backs_off_with_age_and_drops_to_safety_net_with_webhook()
     assert next_poll_interval(100, webhook_expected=False, **kw) == 25
     assert next_poll_interval(10_000, webhook_expected=False, **kw) == 60
     assert next_poll_interval(4, webhook_expected=True, **kw) == 300
+
+
+def test_a_transient_pause_honours_retry_after_and_never_repeats_in_step():
+    from worker.timing import transient_pause
+
+    rng = random.Random(3)
+    pauses = [transient_pause(0.5, 2.0, rng) for _ in range(50)]
+    assert all(2.0 <= p <= 4.0 for p in pauses)
+    assert len({round(p, 3) for p in pauses}) > 40  # jittered: no fixed period to lock onto
+    assert 0.5 <= transient_pause(0.5, None, rng) <= 1.0

@@ -42,6 +42,10 @@ class FaultInjector:
         self.burst_remaining = 0
         self._every = 0.0
         self._next_periodic: float | None = None
+        # A periodic burst is a rate-limit window: it ends after ``retry_after`` seconds,
+        # as a real limiter's would, so a client that honours Retry-After gets through.
+        self._periodic_remaining = 0
+        self._periodic_until = 0.0
 
     def arm_burst(self, count: int) -> None:
         """The next ``count`` API requests get HTTP 429."""
@@ -52,6 +56,8 @@ class FaultInjector:
         self.burst_remaining = 0
         self._every = 0.0
         self._next_periodic = None
+        self._periodic_remaining = 0
+        self._periodic_until = 0.0
 
     def _tick_periodic(self, knobs: Knobs, now: float) -> None:
         every = knobs.burst_429_every
@@ -61,14 +67,18 @@ class FaultInjector:
         if self._next_periodic is None or every != self._every:
             self._every, self._next_periodic = every, now + every
         if now >= self._next_periodic:
-            self.burst_remaining += knobs.burst_429_size
+            self._periodic_remaining = knobs.burst_429_size
+            self._periodic_until = now + max(knobs.retry_after, 0.0)
             self._next_periodic = now + every
 
-    def _take_burst(self) -> bool:
-        if self.burst_remaining <= 0:
-            return False
-        self.burst_remaining -= 1
-        return True
+    def _take_burst(self, now: float) -> bool:
+        if self.burst_remaining > 0:
+            self.burst_remaining -= 1
+            return True
+        if self._periodic_remaining > 0 and now <= self._periodic_until:
+            self._periodic_remaining -= 1
+            return True
+        return False
 
     def decide(
         self, knobs: Knobs, rng: random.Random, now: float, is_create: bool
@@ -76,7 +86,7 @@ class FaultInjector:
         """Decide the faults of one API request (uses the seeded ``rng``)."""
         latency = draw_span(rng, knobs.latency)
         self._tick_periodic(knobs, now)
-        if self._take_burst():
+        if self._take_burst(now):
             return FaultDecision(latency, 429, knobs.retry_after)
         if _chance(rng, knobs.http_5xx_ratio):
             return FaultDecision(latency, 500)

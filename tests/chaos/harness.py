@@ -1,0 +1,341 @@
+"""The fault suite: real processes, real faults, figures per scenario.
+
+Each scenario gets its own redis-server, sandbox, workers and beat; submits its jobs;
+injects its faults while they run; waits until every job is terminal (or a deadline);
+then counts, from the outside, what a user would check:
+
+- ``lost``: jobs not terminal at the end;
+- ``duplicate_creates``: tasks the sandbox created beyond one per (video_url, mappings)
+  fingerprint — every job has its own fingerprint, so this is "created twice";
+- failures by reason, with every ``ambiguous_submission`` explained from the sandbox's
+  own record (was a task created for that job at all?);
+- p50/p99 seconds from enqueue to the terminal state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.procs import free_port
+from tests.support.sandbox import SandboxProcess
+from tests.support.stack import Stack, producer_for, running_stack
+from worker import states
+from worker.redis_server import LocalRedis, start_redis
+
+FACE = "https://cdn.example.com/faces/ref.jpg"
+
+#: Timings that let every recovery path finish within a scenario.
+CHAOS_ENV = {
+    "HEADSWAP_READ_TIMEOUT": "3",
+    "HEADSWAP_CONNECT_TIMEOUT": "1",
+    "HEADSWAP_RETRY_BACKOFF_MAX_SECONDS": "2",
+    "HEADSWAP_SUBMIT_MAX_RETRIES": "30",
+    "HEADSWAP_VISIBILITY_TIMEOUT_SECONDS": "60",
+    "HEADSWAP_RESEND_AFTER_SECONDS": "6",
+    "HEADSWAP_AMBIGUOUS_GRACE_SECONDS": "15",
+    "HEADSWAP_NOTIFY_GRACE_SECONDS": "5",
+    "HEADSWAP_CREDITS_PAUSE_SECONDS": "3",
+    "HEADSWAP_SAFETY_NET_POLL_SECONDS": "10",
+    "HEADSWAP_POLL_TICK_SECONDS": "0.5",
+    "HEADSWAP_POLL_MIN_INTERVAL_SECONDS": "0.5",
+    "HEADSWAP_POLL_MAX_INTERVAL_SECONDS": "2",
+    "HEADSWAP_POLL_LEASE_SECONDS": "6",
+    "HEADSWAP_PROCESSING_SECONDS_PER_VIDEO_SECOND": "0.1",
+    "HEADSWAP_LOG_LEVEL": "WARNING",
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    jobs: int
+    workers: int = 4
+    concurrency: int = 4
+    beats: int = 1
+    webhook: bool = False
+    knobs: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    appendonly: bool = False
+    #: fault(ctx) runs in a thread while jobs run; it must return when ctx.stop is set.
+    fault: Callable[[ChaosContext], None] | None = None
+    deadline: float = 240.0
+
+
+@dataclass
+class ChaosContext:
+    stack: Stack
+    sandbox: SandboxProcess
+    redis: LocalRedis
+    stop: threading.Event
+    rng: random.Random
+    log: list[str] = field(default_factory=list)
+    redis_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: pids the fault itself killed or stopped (the supervisor leaves those alone)
+    by_fault: set[int] = field(default_factory=set)
+    supervisor_restarts: int = 0
+
+
+def supervise(ctx: ChaosContext) -> None:
+    """Do what the orchestrator (Kubernetes, compose ``restart: unless-stopped``) does: start
+    a replacement for a worker that exited on its own with a non-zero code. Celery 5.7 /
+    kombu 5.7 workers can exit with "Unrecoverable error: AttributeError('NoneType' ...
+    'hostname')" while reconnecting after a Redis restart (a kombu bug in closing a channel
+    whose connection is gone); the design tolerates a dead worker, the orchestrator
+    replaces it."""
+    while not ctx.stop.wait(1.0):
+        for proc in list(ctx.stack.workers):
+            code = proc.poll()
+            if code not in (None, 0) and proc.pid not in ctx.by_fault:
+                ctx.by_fault.add(proc.pid)  # handled
+                ctx.stack.start_worker(concurrency=4, name=f"s{len(ctx.stack.workers)}@%h")
+                ctx.supervisor_restarts += 1
+                ctx.log.append(f"supervisor restarted worker pid {proc.pid} (exit {code})")
+
+
+def fingerprint(video_url: str, mappings: list[dict[str, Any]]) -> str:
+    """The sandbox's create fingerprint (docs/SANDBOX.md)."""
+    pairs = sorted([m["obj_id"], m["img_url"]] for m in mappings)
+    canon = json.dumps({"video_url": video_url, "mappings": pairs}, sort_keys=True,
+                       separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def job_message(n: int) -> dict[str, Any]:
+    # 20 source videos (analysed once each); a unique face per job = a unique fingerprint.
+    return {"video_url": f"https://cdn.example.com/chaos/{n % 20}.mp4?duration=4",
+            "mappings": [{"obj_id": 0, "img_url": f"{FACE}?job={n}"}], "resolution": "720p"}
+
+
+def run_scenario(sc: Scenario, seed: int = 1) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{sc.name}-"))
+    redis = start_redis(appendonly=sc.appendonly, directory=workdir / "redis")
+    knobs = {"processing_time": [0.5, 1.5], "analysis_time": 0.2, "webhook_backoff": 0.2,
+             **sc.knobs}
+    try:
+        with SandboxProcess.start(knobs=knobs, seed=seed) as sb, _stack(sc, redis, sb) as st:
+            return _drive(sc, st, sb, redis, seed)
+    finally:
+        redis.stop()
+
+
+@contextlib.contextmanager
+def _stack(sc: Scenario, redis: LocalRedis, sb: SandboxProcess) -> Iterator[Stack]:
+    env = {**CHAOS_ENV, **sc.env}
+    port = free_port() if sc.webhook else None
+    with running_stack(redis.url, sb, workers=sc.workers, beats=sc.beats,
+                       concurrency=sc.concurrency, extra_env=env, webhook_port=port) as st:
+        yield st
+
+
+def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
+           seed: int) -> dict[str, Any]:
+    producer = producer_for(st)
+    messages = [job_message(n) for n in range(sc.jobs)]
+    started = time.monotonic()
+    ids = [producer.submit(**m) for m in messages]
+    ctx = ChaosContext(st, sb, redis, threading.Event(), random.Random(seed))
+    injector = threading.Thread(target=sc.fault, args=(ctx,), daemon=True) if sc.fault else None
+    if injector:
+        injector.start()
+    supervisor = threading.Thread(target=supervise, args=(ctx,), daemon=True)
+    supervisor.start()
+    records = _wait_terminal(producer, ids, ctx, started + sc.deadline, injector)
+    ctx.stop.set()
+    if injector:
+        injector.join(60)
+    elapsed = time.monotonic() - started
+    supervisor.join(10)
+    result = _figures(sc, ids, messages, records, sb.stats(), elapsed)
+    result["supervisor_restarts"] = ctx.supervisor_restarts
+    result["faults"] = ctx.log[-5:] + ([f"... {len(ctx.log)} fault events"] if ctx.log else [])
+    producer.close()
+    return result
+
+
+def _wait_terminal(producer: Any, ids: list[str], ctx: ChaosContext, deadline: float,
+                   injector: threading.Thread | None) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    pending = list(ids)
+    while pending and time.monotonic() < deadline:
+        still = []
+        for job_id in pending:
+            try:
+                with ctx.redis_lock:
+                    record = producer.get(job_id)
+            except Exception:  # Redis down during a fault: look again later
+                still.append(job_id)
+                continue
+            if record and record["state"] in states.TERMINAL:
+                records[job_id] = record
+            else:
+                still.append(job_id)
+        pending = still
+        if pending:
+            time.sleep(0.5)
+    for job_id in pending:
+        with contextlib.suppress(Exception):
+            records[job_id] = producer.get(job_id) or {"state": "missing"}
+    return records
+
+
+def _figures(sc: Scenario, ids: list[str], messages: list[dict[str, Any]],
+             records: dict[str, dict[str, Any]], stats: dict[str, Any],
+             elapsed: float) -> dict[str, Any]:
+    by_state = Counter(r.get("state") for r in records.values())
+    lost = sum(1 for i in ids if records.get(i, {}).get("state") not in states.TERMINAL)
+    failed = Counter(r.get("reason", "?") for r in records.values() if r.get("state") == "failed")
+    created = stats["creates_by_fingerprint"]
+    explained = []
+    for job_id, message in zip(ids, messages, strict=True):
+        record = records.get(job_id, {})
+        if record.get("reason") == "ambiguous_submission":
+            fp = fingerprint(message["video_url"], message["mappings"])
+            made = created.get(fp, 0)
+            cause = (record.get("error") or {}).get("message", "worker lost mid-create")
+            explained.append({
+                "job_id": job_id, "cause": cause, "akool_tasks_created": made,
+                "explanation": ("the create ran at Akool but its answer was lost and no webhook "
+                                "bound it within the grace period" if made else
+                                "Akool never created the task (no credit spent); the worker "
+                                "could not know, so it did not resubmit"),
+            })
+    durations = sorted(
+        r[f"{r['state']}_at"] - r["created_at"] for r in records.values()
+        if r.get("state") in states.TERMINAL and f"{r['state']}_at" in r and "created_at" in r
+    )
+    return {
+        "scenario": sc.name,
+        "jobs": len(ids),
+        "succeeded": by_state.get("succeeded", 0),
+        "failed": sum(failed.values()),
+        "failed_by_reason": dict(failed),
+        "rejected": by_state.get("rejected", 0),
+        "lost": lost,
+        "duplicate_creates": int(stats["duplicate_creates"]),
+        "creates": int(stats["creates"]),
+        "ambiguous_explained": explained,
+        "p50_s": round(statistics.median(durations), 2) if durations else None,
+        "p99_s": round(durations[min(len(durations) - 1, int(len(durations) * 0.99))], 2)
+        if durations else None,
+        "elapsed_s": round(elapsed, 1),
+    }
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def kill_random_worker_every(
+    seconds: float, restart: bool = True
+) -> Callable[[ChaosContext], None]:
+    def fault(ctx: ChaosContext) -> None:
+        while not ctx.stop.wait(seconds):
+            alive = [p for p in ctx.stack.workers if p.poll() is None]
+            if not alive:
+                continue
+            victim = ctx.rng.choice(alive)
+            ctx.by_fault.add(victim.pid)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            ctx.log.append(f"kill -9 worker pid {victim.pid}")
+            if restart:
+                ctx.stack.start_worker(concurrency=4, name=f"r{len(ctx.stack.workers)}@%h")
+    return fault
+
+
+def sigterm_all_then_restart(after: float, down: float) -> Callable[[ChaosContext], None]:
+    def fault(ctx: ChaosContext) -> None:
+        if ctx.stop.wait(after):
+            return
+        alive = [p for p in ctx.stack.workers if p.poll() is None]
+        for proc in alive:
+            ctx.by_fault.add(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(120) for proc in alive]
+        ctx.log.append(f"SIGTERM to {len(alive)} workers; exit codes {sorted(set(codes))}")
+        if ctx.stop.wait(down):
+            return
+        for _ in alive:
+            ctx.stack.start_worker(concurrency=4, name=f"r{len(ctx.stack.workers)}@%h")
+        ctx.log.append(f"restarted {len(alive)} workers")
+    return fault
+
+
+def restart_redis(after: float, down: float) -> Callable[[ChaosContext], None]:
+    def fault(ctx: ChaosContext) -> None:
+        if ctx.stop.wait(after):
+            return
+        port, directory = ctx.redis.port, ctx.redis.directory
+        with ctx.redis_lock:
+            ctx.redis.stop()
+            ctx.log.append(f"redis-server stopped (appendonly) on port {port}")
+            time.sleep(down)
+            fresh = start_redis(port=port, appendonly=True, directory=directory)
+            ctx.redis.process = fresh.process
+        ctx.log.append(f"redis-server restarted after {down}s")
+    return fault
+
+
+def credits_out_then_topped_up(after: float) -> Callable[[ChaosContext], None]:
+    def fault(ctx: ChaosContext) -> None:
+        if ctx.stop.wait(after):
+            return
+        ctx.sandbox.config(credits=None)
+        ctx.log.append(f"credits topped up after {after}s")
+    return fault
+
+
+# --- the table of scenarios ----------------------------------------------------------------
+
+
+def scenarios(short: bool = False) -> list[Scenario]:
+    if short:
+        return [
+            Scenario("kill -9 worker every 1.5s", jobs=300, webhook=True,
+                     knobs={"latency": [0.05, 0.3]},
+                     fault=kill_random_worker_every(1.5), deadline=150),
+            Scenario("5xx 20% + hangs 5% + 429 bursts", jobs=200, webhook=True,
+                     knobs={"http_5xx_ratio": 0.2, "hang_ratio": 0.05, "hang_seconds": 5,
+                            "burst_429_every": 2, "burst_429_size": 5, "retry_after": 0.5},
+                     deadline=150),
+        ]
+    return [
+        Scenario("kill -9 worker every 2s", jobs=1000, workers=4, webhook=True,
+                 knobs={"latency": [0.05, 0.3]}, fault=kill_random_worker_every(2.0)),
+        Scenario("SIGTERM all workers, restart", jobs=600, fault=sigterm_all_then_restart(4, 2)),
+        Scenario("redis restart (appendonly)", jobs=600, appendonly=True,
+                 fault=restart_redis(4, 2)),
+        Scenario("5xx 20% + hangs 5% + 429 bursts", jobs=600, webhook=True,
+                 knobs={"http_5xx_ratio": 0.2, "hang_ratio": 0.05, "hang_seconds": 5,
+                        "burst_429_every": 2, "burst_429_size": 5, "retry_after": 0.5}),
+        Scenario("5xx/hangs/429, AMBIGUOUS_POLICY=resubmit", jobs=600, webhook=True,
+                 knobs={"http_5xx_ratio": 0.2, "hang_ratio": 0.05, "hang_seconds": 5,
+                        "burst_429_every": 2, "burst_429_size": 5, "retry_after": 0.5},
+                 env={"HEADSWAP_AMBIGUOUS_POLICY": "resubmit"}),
+        Scenario("credits run out, then top-up", jobs=400, knobs={"credits": 150},
+                 fault=credits_out_then_topped_up(8)),
+        Scenario("two beats at once", jobs=600, beats=2),
+    ]
+
+
+def violations(result: dict[str, Any]) -> list[str]:
+    problems = []
+    if result["lost"]:
+        problems.append(f"{result['lost']} jobs lost (not terminal)")
+    if result["duplicate_creates"]:
+        problems.append(f"{result['duplicate_creates']} duplicate creates")
+    return problems
+
+

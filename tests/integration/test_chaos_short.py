@@ -1,0 +1,25 @@
+"""The short chaos suite inside ``make test``: the kill -9 row and the 5xx row, a few
+hundred jobs each. Fails the build on any lost job or duplicate create."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chaos.harness import run_scenario, scenarios
+
+
+@pytest.mark.parametrize("scenario", scenarios(short=True), ids=lambda s: s.name)
+def test_no_job_is_lost_or_created_twice_under_faults(scenario):
+    result = run_scenario(scenario, seed=2)
+    print(f"\n{result['scenario']}: {result['jobs']} jobs, {result['succeeded']} succeeded, "
+          f"failed {result['failed_by_reason']}, lost {result['lost']}, "
+          f"duplicate creates {result['duplicate_creates']}, p50 {result['p50_s']}s, "
+          f"p99 {result['p99_s']}s; faults: {result['faults']}")
+    assert result["lost"] == 0
+    assert result["duplicate_creates"] == 0
+    assert result["succeeded"] + result["failed"] == result["jobs"]
+    # Every ambiguous failure is one the worker could not have resolved safely.
+    for item in result["ambiguous_explained"]:
+        assert item["akool_tasks_created"] <= 1
+    if "kill" in scenario.name:
+        assert any("kill -9" in line for line in result["faults"])
