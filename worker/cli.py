@@ -66,6 +66,84 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _runtime() -> Any:
+    from worker.runtime import get_runtime
+
+    return get_runtime()
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from worker import ops
+
+    figures = ops.stats(_runtime(), window=args.window)
+    if args.json:
+        print(json.dumps(figures, sort_keys=True))
+        return 0
+    from rich.console import Console
+
+    Console().print(_stats_table(figures))
+    return 0
+
+
+def _stats_table(figures: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"headswap stats (last {figures['window_s']:.0f} s)")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for queue, depth in figures["queues"].items():
+        table.add_row(f"queue {queue}", str(depth))
+    for key in ("queued", "submitting", "in_flight", "pending_polls", "ambiguous",
+                "notify_pending", "oldest_in_flight_s", "credits_paused_until"):  # fmt: skip
+        table.add_row(key.replace("_", " "), str(figures[key]))
+    for state, rate in figures["per_minute"].items():
+        table.add_row(f"{state} per minute", str(rate))
+    for reason, count in figures["failed_by_reason"].items():
+        table.add_row(f"failed: {reason}", str(count))
+    return table
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from worker import ops
+
+    rt = _runtime()
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    with Live(console=Console(), refresh_per_second=2) as live:
+        while deadline is None or time.monotonic() < deadline:
+            live.update(_stats_table(ops.stats(rt, window=args.window)))
+            time.sleep(args.interval)
+    return 0
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    from worker import ops
+    from worker.errors import HeadswapError
+
+    try:
+        print(ops.requeue(_runtime(), args.job_id, force=args.force))
+    except HeadswapError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_fail(args: argparse.Namespace) -> int:
+    from worker import ops
+    from worker.errors import HeadswapError
+
+    try:
+        print(ops.fail(_runtime(), args.job_id, args.reason))
+    except HeadswapError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -103,6 +181,31 @@ def build_parser() -> argparse.ArgumentParser:
     hc = sub.add_parser("healthcheck", help="exit 0 while the worker heartbeat is fresh")
     hc.add_argument("--max-age", type=float, default=60.0)
     hc.set_defaults(handler=cmd_healthcheck)
+
+    st = sub.add_parser("stats", help="queue depths, schedules, rates and failures")
+    st.add_argument("--window", type=float, default=300.0, help="seconds of events to count")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(handler=cmd_stats)
+
+    wa = sub.add_parser("watch", help="live view of jobs by state (Ctrl-C to stop)")
+    wa.add_argument("--window", type=float, default=60.0)
+    wa.add_argument("--interval", type=float, default=1.0)
+    wa.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0 = never)")
+    wa.set_defaults(handler=cmd_watch)
+
+    rq = sub.add_parser("requeue", help="send a stuck job through submission again")
+    rq.add_argument("job_id")
+    rq.add_argument(
+        "--force",
+        action="store_true",
+        help="also for a job in submitting: you assert Akool has no task for it",
+    )
+    rq.set_defaults(handler=cmd_requeue)
+
+    fa = sub.add_parser("fail", help="fail a non-terminal job by hand")
+    fa.add_argument("job_id")
+    fa.add_argument("--reason", required=True)
+    fa.set_defaults(handler=cmd_fail)
 
     d = sub.add_parser("demo", help="start everything locally, run demo jobs, print a summary")
     d.add_argument("--jobs", type=int, default=12, help="number of valid demo jobs")

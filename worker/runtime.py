@@ -32,6 +32,7 @@ class Runtime:
             settings.key_prefix,
             retention_seconds=settings.job_retention_seconds,
             idempotency_ttl=settings.idempotency_ttl_seconds,
+            resend_after=settings.resend_after_seconds,
         )
         self.create_limiter = RateLimiter(
             self.redis,

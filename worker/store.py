@@ -43,7 +43,8 @@ _NUMERIC_FIELDS = ("attempts", "remote_status", "video_duration", "progress", "n
 _JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 
 # KEYS[1] job, KEYS[2] events, KEYS[3] submitting zset, KEYS[4] in-flight zset,
-# KEYS[5..] extra keys used by ops
+# KEYS[5] wake-up zset, KEYS[6..] extra keys used by ops
+# ARGV[10] resend-after seconds (a job entering queued is woken then unless ops say sooner)
 # ARGV[9] cap on in-flight jobs when entering submitting (0 = none)
 # ARGV[1] target, ARGV[2] allowed-from JSON list, ARGV[3] now, ARGV[4] fields JSON object,
 # ARGV[5] ops JSON list, ARGV[6] ttl for terminal (0 = none), ARGV[7] event extras JSON,
@@ -67,6 +68,15 @@ local fields = cjson.decode(ARGV[4])
 for k, v in pairs(fields) do
   if v == '' then redis.call('HDEL', KEYS[1], k) else redis.call('HSET', KEYS[1], k, v) end
 end
+if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[6]) end
+local job_id = redis.call('HGET', KEYS[1], 'job_id')
+if target == 'submitting' then redis.call('ZADD', KEYS[3], now, job_id)
+elseif cur == 'submitting' then redis.call('ZREM', KEYS[3], job_id) end
+if inflight[target] then redis.call('ZADD', KEYS[4], now, job_id)
+elseif inflight[cur] then redis.call('ZREM', KEYS[4], job_id) end
+if target == 'queued' then
+  redis.call('ZADD', KEYS[5], 'NX', tonumber(now) + tonumber(ARGV[10]), job_id)
+elseif cur == 'queued' then redis.call('ZREM', KEYS[5], job_id) end
 for _, op in ipairs(cjson.decode(ARGV[5])) do
   local key = KEYS[op[2]]
   if op[1] == 'zadd' then redis.call('ZADD', key, op[4], op[3])
@@ -74,12 +84,6 @@ for _, op in ipairs(cjson.decode(ARGV[5])) do
   elseif op[1] == 'set' then redis.call('SET', key, op[3], 'EX', op[4])
   end
 end
-if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[6]) end
-local job_id = redis.call('HGET', KEYS[1], 'job_id')
-if target == 'submitting' then redis.call('ZADD', KEYS[3], now, job_id)
-elseif cur == 'submitting' then redis.call('ZREM', KEYS[3], job_id) end
-if inflight[target] then redis.call('ZADD', KEYS[4], now, job_id)
-elseif inflight[cur] then redis.call('ZREM', KEYS[4], job_id) end
 local ev = {'job_id', job_id, 'state', target, 'previous', cur,
             'at', now}
 for k, v in pairs(cjson.decode(ARGV[7])) do table.insert(ev, k); table.insert(ev, v) end
@@ -183,8 +187,10 @@ class JobStore:
         *,
         retention_seconds: int = 7 * 24 * 3600,
         idempotency_ttl: int = 24 * 3600,
+        resend_after: float = 300.0,
     ) -> None:
         self.redis = client
+        self.resend_after = resend_after
         self.p = "{" + prefix + "}"
         self.retention_seconds = retention_seconds
         self.idempotency_ttl = idempotency_ttl
@@ -335,7 +341,13 @@ class JobStore:
                 Op("zrem", self.wakeup_key, job_id),
                 Op("zadd", self.outbox_key, job_id, now),
             ]
-        keys = [self.job_key(job_id), self.events_key, self.submitting_key, self.inflight_key]
+        keys = [
+            self.job_key(job_id),
+            self.events_key,
+            self.submitting_key,
+            self.inflight_key,
+            self.wakeup_key,
+        ]
         op_rows = []
         for op in ops:
             if op.key not in keys:
@@ -353,6 +365,7 @@ class JobStore:
                 json.dumps({k: str(v) for k, v in (event or {}).items() if v is not None}),
                 EVENTS_MAXLEN,
                 cap,
+                self.resend_after,
             ],
         )
         status, current = result[0], result[1]

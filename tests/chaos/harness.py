@@ -120,7 +120,8 @@ def job_message(n: int) -> dict[str, Any]:
 
 
 def run_scenario(sc: Scenario, seed: int = 1) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{sc.name}-"))
+    slug = "".join(c if c.isalnum() else "-" for c in sc.name)
+    workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{slug}-"))
     redis = start_redis(appendonly=sc.appendonly, directory=workdir / "redis")
     knobs = {"processing_time": [0.5, 1.5], "analysis_time": 0.2, "webhook_backoff": 0.2,
              **sc.knobs}
