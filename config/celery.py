@@ -31,6 +31,7 @@ ROUTES = {
     "headswap.poll_batch": {"queue": POLL_QUEUE},
     "headswap.sweep": {"queue": POLL_QUEUE},
     "headswap.notify": {"queue": NOTIFY_QUEUE},
+    "headswap.deliver_callback": {"queue": NOTIFY_QUEUE},
 }
 
 

@@ -11,7 +11,10 @@ from config.settings import get_settings
 _settings = get_settings()
 setup_logging(_settings)
 
-app = Celery("headswap", include=["tasks.submit", "tasks.poll", "tasks.notify", "tasks.sweep"])
+app = Celery(
+    "headswap",
+    include=["tasks.submit", "tasks.poll", "tasks.notify", "tasks.sweep", "tasks.callbacks"],
+)
 app.config_from_object(celery_config(_settings))
 
 import worker.lifecycle  # noqa: E402, F401  (heartbeat file, metrics server)

@@ -5,6 +5,11 @@ A terminal transition puts the job in the outbox (``{p}:outbox``) in the same at
 the job notified and takes it out of the outbox. The sweeper re-sends notify for entries
 left in the outbox (a worker died mid-notify), so a notification is never lost; a short
 lock keeps two concurrent notifies of one job from both firing.
+
+A job with a ``callback_url`` also gets its HTTP callback: notify only enqueues
+``headswap.deliver_callback`` (the job id is its one argument) and marks the record
+``callback_status=pending``; delivery, retries and dead letters are ``worker.callbacks``'s,
+in their own task, so a slow producer endpoint never holds up a notification.
 """
 
 from __future__ import annotations
@@ -13,17 +18,18 @@ import logging
 import time
 from typing import Any
 
-from worker import signals, states
+from worker import callbacks, signals, states
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 120
+CALLBACK_QUEUE = "headswap.notify"
 
 
 def public_record(record: dict[str, Any]) -> dict[str, Any]:
     """The job record as producers see it (no internal bookkeeping fields)."""
-    hidden = {"not_found_count"}
+    hidden = {"not_found_count", *callbacks.RECORD_FIELDS}
     return {k: v for k, v in record.items() if k not in hidden}
 
 
@@ -43,6 +49,10 @@ def notify(rt: Runtime, job_id: str) -> bool:
     callback = record.get("callback_task")
     if callback:
         rt.send_args(callback["name"], (view,), queue=callback.get("queue"))
+    if record.get("callback_url"):
+        # pending before the task exists, so the task's own verdict is never overwritten
+        rt.redis.hsetnx(rt.store.job_key(job_id), "callback_status", callbacks.PENDING)
+        rt.send(callbacks.TASK_NAME, {"job_id": job_id}, queue=CALLBACK_QUEUE)
     rt.store.update(job_id, {"notified_at": time.time()})
     rt.store.unschedule(rt.store.outbox_key, job_id)
     log.info("job notified", extra={"job_id": job_id, "state": record["state"]})

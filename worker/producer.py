@@ -52,6 +52,7 @@ class Producer:
             self.settings.key_prefix,
             retention_seconds=self.settings.job_retention_seconds,
             idempotency_ttl=self.settings.idempotency_ttl_seconds,
+            resend_after=self.settings.resend_after_seconds,
         )
         self.celery = Celery("headswap-producer", set_as_current=False)
         self.celery.config_from_object(celery_config(self.settings))
@@ -141,6 +142,21 @@ class Producer:
     def ack_events(self, group: str, ids: Iterable[str]) -> int:
         ids = list(ids)
         return cast(int, self.redis.xack(self.store.events_key, group, *ids)) if ids else 0
+
+    # --- HTTP callbacks ------------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 100, since: float | None = None) -> list[dict[str, Any]]:
+        """HTTP callbacks given up on (``callback_url`` jobs), newest first.
+
+        Each: ``job_id``, ``event_id``, ``state``, ``url``, ``reason`` (``blocked_address``,
+        ``no_callback_secret``, ``invalid_url``, ``http_status``, ``attempts_exhausted``),
+        ``attempts``, ``last_status`` (HTTP status or None), ``last_error``, ``at`` (unix
+        time). ``since`` keeps only letters written at or after that time. Letters expire
+        with their job (``HEADSWAP_JOB_RETENTION_SECONDS``).
+        """
+        from worker.callbacks import read_dead_letters
+
+        return read_dead_letters(self.redis, self.store.p, limit=limit, since=since)
 
     def close(self) -> None:
         self.redis.close()

@@ -39,7 +39,15 @@ from worker.metrics import TRANSITIONS
 #: Approximate cap of the event stream (XADD MAXLEN ~).
 EVENTS_MAXLEN = 200_000
 
-_NUMERIC_FIELDS = ("attempts", "remote_status", "video_duration", "progress", "not_found_count")
+_NUMERIC_FIELDS = (
+    "attempts",
+    "remote_status",
+    "video_duration",
+    "progress",
+    "not_found_count",
+    "callback_attempts",
+    "callback_last_status",
+)
 _JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 
 # KEYS[1] job, KEYS[2] events, KEYS[3] submitting zset, KEYS[4] in-flight zset,

@@ -1,0 +1,422 @@
+"""HTTP callbacks without a network: signing, the address policy, backoff, and one delivery
+attempt against a stand-in HTTP session (Redis is the test's own redis-server)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+
+import pytest
+import requests
+
+from config.settings import load_settings
+from worker import callbacks, notify, states
+from worker.callbacks import (
+    BlockedAddress,
+    address_allowed,
+    backoff_delay,
+    classify_status,
+    parse_networks,
+    parse_target,
+    resolve_checked,
+    safe_url,
+    sign,
+    verify_callback_signature,
+)
+from worker.errors import ConfigError
+
+SECRET = "cb-secret-for-tests-0123456789"
+BODY = b'{"job_id":"j1","state":"succeeded"}'
+NOW = 1_700_000_000
+
+
+# --- signing ------------------------------------------------------------------------------
+
+
+def test_the_signature_is_hmac_sha256_of_timestamp_dot_body_in_hex():
+    """What a producer in any language computes with its standard HMAC."""
+    expected = hmac.new(SECRET.encode(), f"{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
+    assert sign(SECRET, NOW, BODY) == f"v1={expected}"
+
+
+def test_a_fresh_untampered_delivery_verifies():
+    header = sign(SECRET, NOW, BODY)
+    assert verify_callback_signature(SECRET, str(NOW), BODY, header, 300, now=NOW + 10)
+    assert verify_callback_signature(SECRET, NOW, BODY.decode(), header, 300, now=NOW - 10)
+
+
+@pytest.mark.parametrize("case", ["body", "secret", "timestamp", "header", "old", "future"])
+def test_anything_wrong_fails_verification(case):
+    header = sign(SECRET, NOW, BODY)
+    args = {"secret": SECRET, "timestamp": str(NOW), "body": BODY, "header": header,
+            "tolerance": 300, "now": NOW}
+    if case == "body":
+        args["body"] = BODY.replace(b"succeeded", b"failed")
+    elif case == "secret":
+        args["secret"] = SECRET + "x"
+    elif case == "timestamp":  # a replay with a new timestamp but the old signature
+        args["timestamp"] = str(NOW + 1)
+        args["now"] = NOW + 1
+    elif case == "header":
+        args["header"] = header[:-2] + ("00" if not header.endswith("00") else "11")
+    elif case == "old":
+        args["now"] = NOW + 301
+    elif case == "future":
+        args["now"] = NOW - 301
+    assert verify_callback_signature(**args) is False
+
+
+@pytest.mark.parametrize("header", ["", "v1=", "v1=zz", "v2=" + "00" * 32, "garbage",
+                                    "v1=" + "00" * 32])
+def test_malformed_headers_and_timestamps_are_refused_without_raising(header):
+    assert verify_callback_signature(SECRET, str(NOW), BODY, header, now=NOW) is False
+    good = sign(SECRET, NOW, BODY)
+    assert verify_callback_signature(SECRET, "not-a-number", BODY, good, now=NOW) is False
+
+
+def test_a_header_with_several_signatures_verifies_if_one_matches():
+    """Room for secret rotation: ``v1=<new>,v1=<old>``."""
+    header = f"{sign('other-secret', NOW, BODY)}, {sign(SECRET, NOW, BODY)}"
+    assert verify_callback_signature(SECRET, NOW, BODY, header, now=NOW)
+
+
+def test_the_event_id_is_one_per_job_and_terminal_state():
+    assert callbacks.event_id("j1", "succeeded") == "j1:succeeded"
+    assert callbacks.event_id("j1", "succeeded") != callbacks.event_id("j1", "failed")
+
+
+# --- the address policy -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ip", [
+    "127.0.0.1", "127.1.2.3", "10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.254",
+    "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "224.0.0.1", "240.0.0.1",
+    "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "fec0::1",
+])  # fmt: skip
+def test_internal_addresses_are_refused(ip):
+    assert address_allowed(ip) is False
+
+
+@pytest.mark.parametrize("ip", ["93.184.216.34", "8.8.8.8", "1.1.1.1",
+                                "2606:2800:220:1:248:1893:25c8:1946", "::ffff:93.184.216.34"])
+def test_public_addresses_are_allowed(ip):
+    assert address_allowed(ip) is True
+
+
+def test_the_allow_list_opens_exactly_its_networks():
+    allowed = parse_networks(["127.0.0.0/8", "10.1.0.0/16", "fd00::/8"])
+    assert address_allowed("127.0.0.1", allowed)
+    assert address_allowed("::ffff:127.0.0.1", allowed)
+    assert address_allowed("10.1.2.3", allowed)
+    assert address_allowed("fd00::5", allowed)
+    assert not address_allowed("10.2.0.1", allowed)
+    assert not address_allowed("192.168.0.1", allowed)
+    assert not address_allowed("169.254.169.254", allowed)
+    assert not address_allowed("::1", allowed)
+
+
+def fake_resolver(*answers):
+    calls = []
+
+    def resolve(host, port, **kwargs):
+        calls.append((host, port))
+        family = lambda a: socket.AF_INET6 if ":" in a else socket.AF_INET  # noqa: E731
+        return [(family(a), socket.SOCK_STREAM, 6, "", (a, port)) for a in answers]
+
+    resolve.calls = calls
+    return resolve
+
+
+def test_a_name_with_any_internal_address_is_refused_as_a_whole():
+    with pytest.raises(BlockedAddress):
+        resolve_checked("rebind.example", 80, (), fake_resolver("93.184.216.34", "10.0.0.7"))
+    with pytest.raises(BlockedAddress):
+        resolve_checked("meta.example", 80, (), fake_resolver("169.254.169.254"))
+
+
+def test_a_public_name_resolves_to_its_first_checked_address():
+    ip = resolve_checked("ok.example", 443, (), fake_resolver("93.184.216.34", "1.1.1.1"))
+    assert ip == ipaddress.ip_address("93.184.216.34")
+
+
+def test_the_allowed_networks_setting_is_validated():
+    assert load_settings({}).callback_allowed_networks == ()
+    s = load_settings({"HEADSWAP_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8, fd00::/8"})
+    assert s.callback_allowed_networks == ("127.0.0.0/8", "fd00::/8")
+    with pytest.raises(ConfigError, match="CALLBACK_ALLOWED_NETWORKS"):
+        load_settings({"HEADSWAP_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8,localhost"})
+
+
+# --- the pinned connection ----------------------------------------------------------------
+
+
+def test_the_request_goes_to_the_checked_ip_and_names_the_host():
+    target = parse_target("https://user:p%40ss@Hooks.Example.com:8443/cb/x?a=1")
+    assert target.pinned_url(ipaddress.ip_address("93.184.216.34")) == \
+        "https://93.184.216.34:8443/cb/x?a=1"
+    assert target.host_header == "hooks.example.com:8443"
+    assert target.auth == ("user", "p@ss")
+    v6 = parse_target("http://example.com/")
+    assert v6.pinned_url(ipaddress.ip_address("2001:db8::1")) == "http://[2001:db8::1]:80/"
+    assert v6.host_header == "example.com"
+    for bad in ("ftp://example.com/x", "http:///nohost", "http://example.com:99999/"):
+        with pytest.raises(ValueError):
+            parse_target(bad)
+
+
+def test_https_verifies_the_certificate_against_the_host_not_the_ip():
+    adapter = callbacks.PinnedHostAdapter()
+    request = requests.Request("POST", "https://93.184.216.34:443/cb",
+                               headers={"Host": "hooks.example.com"}).prepare()
+    host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(request, True)
+    assert host_params["host"] == "93.184.216.34"
+    assert pool_kwargs["server_hostname"] == "hooks.example.com"
+    assert pool_kwargs["assert_hostname"] == "hooks.example.com"
+
+
+def test_logged_urls_carry_no_credentials_or_query():
+    assert safe_url("https://u:pw@h.example:8443/p?token=abc") == "https://h.example:8443/p"
+
+
+# --- retry policy -------------------------------------------------------------------------
+
+
+class FixedRandom:
+    def __init__(self, value):
+        self.value = value
+
+    def random(self):
+        return self.value
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter_between_half_and_full():
+    full = [backoff_delay(n, base=5, cap=300, rng=FixedRandom(1.0)) for n in range(1, 9)]
+    assert full == [5, 10, 20, 40, 80, 160, 300, 300]
+    half = [backoff_delay(n, base=5, cap=300, rng=FixedRandom(0.0)) for n in range(1, 9)]
+    assert half == [2.5, 5, 10, 20, 40, 80, 150, 150]
+
+
+def test_backoff_honours_retry_after_but_not_beyond_the_cap():
+    assert backoff_delay(1, base=1, cap=60, retry_after=30, rng=FixedRandom(0)) == 30
+    assert backoff_delay(1, base=1, cap=60, retry_after=9999, rng=FixedRandom(0)) == 60
+
+
+@pytest.mark.parametrize(("status", "verdict"), [
+    (200, "delivered"), (201, "delivered"), (204, "delivered"), (299, "delivered"),
+    (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"),
+    (301, "permanent"), (302, "permanent"), (307, "permanent"), (400, "permanent"),
+    (401, "permanent"), (403, "permanent"), (404, "permanent"), (410, "permanent"),
+    (422, "permanent"),
+])  # fmt: skip
+def test_status_classes(status, verdict):
+    assert classify_status(status) == verdict
+
+
+# --- one delivery attempt (stand-in HTTP, real Redis) -------------------------------------
+
+
+class FakeResponse:
+    def __init__(self, status, headers=None):
+        self.status_code = status
+        self.headers = headers or {}
+
+    def close(self):
+        pass
+
+
+class FakeSession:
+    """Answers from a script of statuses (or raises exceptions given in it)."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.calls = []
+
+    def post(self, url, **kwargs):
+        self.calls.append({"url": url, **kwargs})
+        item = self.script.pop(0) if self.script else 200
+        if isinstance(item, Exception):
+            raise item
+        return FakeResponse(*item) if isinstance(item, tuple) else FakeResponse(item)
+
+
+@pytest.fixture
+def make_rt(redis_server, redis_client):
+    from worker.runtime import Runtime
+
+    made = []
+
+    def make(**env):
+        base = {"HEADSWAP_REDIS_URL": redis_server.url, "HEADSWAP_KEY_PREFIX": "t",
+                "HEADSWAP_CALLBACK_SECRET": SECRET, "HEADSWAP_CALLBACK_MAX_ATTEMPTS": "3",
+                "HEADSWAP_CALLBACK_BACKOFF_BASE_SECONDS": "2",
+                "HEADSWAP_CALLBACK_BACKOFF_MAX_SECONDS": "30"}
+        sent = []
+        rt = Runtime(load_settings({**base, **env}),
+                     dispatch=lambda name, kwargs, queue=None: sent.append((name, kwargs, queue)))
+        rt.sent = sent
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.redis.close()
+
+
+def terminal_job(rt, job_id="j1", url="https://hooks.example.com/cb?k=1",
+                 state=states.SUCCEEDED):
+    rt.store.create(job_id, {"callback_url": url, "metadata": {"order": 7},
+                             "output_url": "https://cdn.example/out.mp4"}, state=state)
+    return job_id
+
+
+PUBLIC = fake_resolver("93.184.216.34")
+
+
+def test_a_2xx_delivers_a_signed_record_once_and_marks_the_job(make_rt):
+    rt = make_rt()
+    job_id = terminal_job(rt)
+    session = FakeSession(204)
+    outcome = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    assert outcome.status == "delivered"
+    [call] = session.calls
+    assert call["url"] == "https://93.184.216.34:443/cb?k=1"
+    assert call["allow_redirects"] is False
+    assert call["timeout"] == (3.0, 10.0)
+    headers = call["headers"]
+    assert headers["Host"] == "hooks.example.com"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Headswap-Event-Id"] == f"{job_id}:succeeded"
+    assert verify_callback_signature(SECRET, headers["X-Headswap-Timestamp"], call["data"],
+                                     headers["X-Headswap-Signature"])
+    body = json.loads(call["data"])
+    assert body["job_id"] == job_id and body["state"] == "succeeded"
+    assert body["metadata"] == {"order": 7}
+    assert not any(k.startswith("callback_") and k != "callback_url" for k in body)
+    record = rt.store.get(job_id)
+    assert record["callback_status"] == "delivered"
+    assert int(record["callback_attempts"]) == 1
+    # a second run (a redelivered message) sends nothing
+    assert callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC).status == "skipped"
+    assert len(session.calls) == 1
+
+
+def test_retryable_failures_back_off_then_dead_letter_after_max_attempts(make_rt):
+    rt = make_rt()
+    job_id = terminal_job(rt)
+    session = FakeSession(500, (429, {"Retry-After": "7"}), requests.ConnectTimeout("x"))
+    first = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC,
+                              rng=FixedRandom(1.0))
+    assert (first.status, first.retry_in) == ("retry", 2.0)
+    assert rt.store.get(job_id)["callback_status"] == "pending"
+    second = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC,
+                               rng=FixedRandom(1.0))
+    assert (second.status, second.retry_in) == ("retry", 7.0)  # Retry-After wins over 4 s
+    third = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    assert third.status == "dead" and third.reason == "attempts_exhausted"
+    event_ids = [c["headers"]["X-Headswap-Event-Id"] for c in session.calls]
+    assert event_ids == [f"{job_id}:succeeded"] * 3
+    record = rt.store.get(job_id)
+    assert record["callback_status"] == "failed" and int(record["callback_attempts"]) == 3
+    [letter] = callbacks.read_dead_letters(rt.redis, rt.store.p)
+    assert letter["job_id"] == job_id and letter["reason"] == "attempts_exhausted"
+    assert letter["attempts"] == 3 and letter["last_error"] == "ConnectTimeout"
+    assert letter["url"] == "https://hooks.example.com/cb?k=1"
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 302])
+def test_a_permanent_answer_is_dead_lettered_at_once(make_rt, status):
+    rt = make_rt()
+    job_id = terminal_job(rt)
+    session = FakeSession(status)
+    outcome = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    assert (outcome.status, outcome.reason, outcome.retry_in) == ("dead", "http_status", None)
+    [letter] = callbacks.read_dead_letters(rt.redis, rt.store.p)
+    assert letter["last_status"] == status and letter["attempts"] == 1
+
+
+def test_a_blocked_address_is_dead_lettered_and_nothing_is_sent(make_rt):
+    rt = make_rt()
+    job_id = terminal_job(rt, url="http://metadata.internal/latest")
+    session = FakeSession()
+    outcome = callbacks.deliver(rt, job_id, session=session,
+                                resolver=fake_resolver("169.254.169.254"))
+    assert outcome.reason == "blocked_address"
+    assert session.calls == []
+    assert callbacks.read_dead_letters(rt.redis, rt.store.p)[0]["attempts"] == 0
+    assert rt.store.get(job_id)["callback_status"] == "failed"
+
+
+def test_the_allow_list_lets_an_internal_receiver_through(make_rt):
+    rt = make_rt(HEADSWAP_CALLBACK_ALLOWED_NETWORKS="10.0.0.0/8")
+    job_id = terminal_job(rt, url="http://hooks.internal:8080/cb")
+    session = FakeSession(200)
+    outcome = callbacks.deliver(rt, job_id, session=session, resolver=fake_resolver("10.1.2.3"))
+    assert outcome.status == "delivered"
+    assert session.calls[0]["url"] == "http://10.1.2.3:8080/cb"
+    assert session.calls[0]["headers"]["Host"] == "hooks.internal:8080"
+
+
+def test_without_a_secret_nothing_is_sent_and_the_reason_says_so(make_rt, caplog):
+    rt = make_rt(HEADSWAP_CALLBACK_SECRET="")
+    job_id = terminal_job(rt)
+    session = FakeSession()
+    with caplog.at_level(logging.ERROR, logger="worker.callbacks"):
+        outcome = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    assert outcome.reason == "no_callback_secret"
+    assert session.calls == []
+    assert any("HEADSWAP_CALLBACK_SECRET" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dns_failure_is_retried(make_rt):
+    rt = make_rt()
+    job_id = terminal_job(rt)
+
+    def no_dns(*a, **k):
+        raise socket.gaierror("no such name")
+
+    outcome = callbacks.deliver(rt, job_id, session=FakeSession(), resolver=no_dns)
+    assert outcome.status == "retry"
+    assert rt.store.get(job_id)["callback_error"] == "dns: gaierror"
+
+
+def test_neither_secret_nor_signature_reaches_the_logs(make_rt, caplog):
+    rt = make_rt()
+    job_id = terminal_job(rt, url="https://u:hunter2pw@hooks.example.com/cb")
+    session = FakeSession(500, 200)
+    with caplog.at_level(logging.DEBUG):
+        callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+        callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    assert rt.store.get(job_id)["callback_status"] == "delivered"
+    signatures = [c["headers"]["X-Headswap-Signature"].split("=", 1)[1] for c in session.calls]
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "callback delivered" in logged
+    for needle in (SECRET, "hunter2pw", *signatures):
+        assert needle not in logged
+
+
+def test_notify_enqueues_delivery_with_only_the_job_id(make_rt):
+    rt = make_rt()
+    with_url = terminal_job(rt, "j-url")
+    without = rt.store.create("j-none", {}, state=states.FAILED)[1]
+    assert notify.notify(rt, with_url) and notify.notify(rt, without)
+    assert rt.sent == [("headswap.deliver_callback", {"job_id": "j-url"}, "headswap.notify")]
+    assert rt.store.get("j-url")["callback_status"] == "pending"
+    assert "callback_status" not in rt.store.get("j-none")
+
+
+def test_the_callback_body_is_the_record_producers_get(make_rt):
+    rt = make_rt()
+    job_id = terminal_job(rt)
+    rt.store.update(job_id, {"callback_status": "pending", "callback_attempts": 2,
+                             "notified_at": 1.0, "not_found_count": 3})
+    record = rt.store.get(job_id)
+    body = json.loads(callbacks.callback_body(record))
+    view = notify.public_record(record)
+    view.pop("notified_at")
+    assert body == json.loads(json.dumps(view))
+    assert "callback_status" not in body and "not_found_count" not in body
