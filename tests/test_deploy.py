@@ -663,7 +663,7 @@ def test_network_policies(manifests: list[Doc]) -> None:
     beat = _policy_for(manifests, "beat")["spec"]
     assert _ports(beat["egress"]) == dns | {("TCP", 6379)} and not beat.get("ingress")
     webhook = _policy_for(manifests, "webhook")["spec"]
-    assert _ports(webhook["ingress"]) == {("TCP", 8080)}
+    assert _ports(webhook["ingress"]) == {("TCP", 8080), ("TCP", 9100)}, "deliveries + metrics"
     assert _ports(webhook["egress"]) == dns | {("TCP", 6379)}
     for rules in (worker["ingress"], webhook["ingress"]):
         assert all(r.get("from") for r in rules), "ingress only from named peers"

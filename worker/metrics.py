@@ -32,6 +32,9 @@ AKOOL_LATENCY = Histogram(
 TRANSITIONS = Counter(
     "headswap_job_transitions_total", "Job state transitions made by this process.", ["state"]
 )
+FAILURES = Counter(
+    "headswap_jobs_failed_total", "Jobs failed by this process, by reason.", ["reason"]
+)
 RATE_LIMIT_WAITS = Counter(
     "headswap_rate_limit_waits_total", "Times a call waited or was deferred by a global limit.",
     ["limit"],

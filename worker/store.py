@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ import redis
 
 from worker import states
 from worker.errors import InFlightCapReached, JobNotFound, TransitionRefused
-from worker.metrics import TRANSITIONS
+from worker.metrics import FAILURES, TRANSITIONS
+
+log = logging.getLogger(__name__)
 
 #: Approximate cap of the event stream (XADD MAXLEN ~).
 EVENTS_MAXLEN = 200_000
@@ -282,6 +285,8 @@ class JobStore:
             EVENTS_MAXLEN,
         ]
         status, ident = self._create(keys=keys, args=args)
+        if status == "created":
+            log.info("job created", extra={"job_id": job_id, "state": state})
         return status == "created", str(ident)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -384,6 +389,16 @@ class JobStore:
         if status == "capped":
             raise InFlightCapReached(job_id, cap)
         TRANSITIONS.labels(target).inc()
+        if target == states.FAILED:
+            FAILURES.labels(str((fields or {}).get("reason") or "unknown")).inc()
+        log.info(
+            "job %s -> %s",
+            current,
+            target,
+            extra={"job_id": job_id, "state": target, "previous": str(current),
+                   "remote_id": (fields or {}).get("remote_id"),
+                   "reason": (fields or {}).get("reason")},
+        )  # fmt: skip
         return str(current)
 
     # --- schedules ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from config.settings import Settings
 from worker import states
 from worker.akool_types import Task
 from worker.errors import ConfigError, TransitionRefused
+from worker.metrics import WEBHOOK_DELIVERIES, start_metrics_server
 from worker.polling import apply_remote_status
 from worker.runtime import Runtime
 from worker.store import Op
@@ -75,7 +77,11 @@ class WebhookApp:
         request = Request(environ)
         try:
             endpoint, _ = self.urls.bind_to_environ(environ).match()
-            response = self.health() if endpoint == "health" else self.delivery(request)
+            if endpoint == "health":
+                response = self.health()
+            else:
+                response = self.delivery(request)
+                WEBHOOK_DELIVERIES.labels(_outcome(response.status_code)).inc()
         except HTTPException as exc:
             response = _json(exc.code or 400, error=exc.name)
         except Exception:  # our own failure, never the sender's: let Akool retry
@@ -182,6 +188,12 @@ class WebhookApp:
         return job_id
 
 
+def _outcome(status: int) -> str:
+    return {200: "applied", 400: "bad_request", 401: "refused", 413: "too_large"}.get(
+        status, "error"
+    )
+
+
 def _parse(raw: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(raw)
@@ -225,7 +237,10 @@ def serve(host: str, port: int) -> None:
 
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, create_app(), threaded=True)
+    app = create_app()
+    metrics_port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
+    start_metrics_server(metrics_port, app.rt)
+    server = make_server(host, port, app, threaded=True)
     signal.signal(signal.SIGTERM, _stop)
     log.info("webhook receiver listening", extra={"host": host, "port": port})
     print(f"webhook listening on http://{host}:{port}", flush=True)

@@ -4,6 +4,7 @@ resolution, and refusal of every forged, tampered or replayed delivery."""
 from __future__ import annotations
 
 import random
+import sys
 import time
 import uuid
 
@@ -166,3 +167,34 @@ def test_bad_input_is_never_a_server_error(hook_stack):
         r = requests.post(hook_stack.webhook_url, data=body, timeout=5,
                           headers={"Content-Type": "application/json"})
         assert 400 <= r.status_code < 500, (body[:20], r.status_code)
+
+
+def test_a_receiver_process_serves_its_delivery_counts_as_metrics(hook_stack, hook_sandbox):
+    """The webhook process has its own Prometheus endpoint (HEADSWAP_METRICS_PORT)."""
+    from tests.support.procs import spawn, stop
+
+    port, metrics_port = free_port(), free_port()
+    env = {**hook_stack.env, "HEADSWAP_METRICS_PORT": str(metrics_port)}
+    proc = spawn([sys.executable, "-m", "worker.cli", "webhook", "--port", str(port)], env=env)
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{metrics_port}/metrics"), 20,
+                   what="receiver metrics")
+        url = f"http://127.0.0.1:{port}/webhooks/akool"
+        forged = {**_valid_delivery(hook_sandbox), "signature": "0" * 40}
+        assert requests.post(url, json=forged, timeout=5).status_code == 401
+        assert requests.post(url, data=b"{", timeout=5).status_code == 400
+        assert requests.post(url, json=_valid_delivery(hook_sandbox), timeout=5).status_code == 200
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    finally:
+        stop(proc)
+    assert 'headswap_webhook_deliveries_total{outcome="refused"} 1.0' in text
+    assert 'headswap_webhook_deliveries_total{outcome="bad_request"} 1.0' in text
+    assert 'headswap_webhook_deliveries_total{outcome="applied"} 1.0' in text
+    assert "headswap_pending_remote_tasks" in text
+
+
+def _answers(url):
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False
