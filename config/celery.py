@@ -69,5 +69,8 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "timezone": "UTC",
     }
     if s.redis_url.startswith("rediss://"):
-        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        config["broker_use_ssl"] = {
+            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            "ssl_ca_certs": s.redis_ca_file or None,
+        }
     return config

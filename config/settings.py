@@ -79,6 +79,9 @@ class Settings:
     # --- Redis (broker and job store) -------------------------------------------------
     #: HEADSWAP_REDIS_URL: broker and store. ``rediss://`` for TLS; a password may be in it.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: HEADSWAP_REDIS_CA_FILE: CA bundle that signs the Redis server's certificate
+    #: (``rediss://``); the system store is used when empty. Certificates are verified.
+    redis_ca_file: str = ""
     #: HEADSWAP_KEY_PREFIX: every store key starts with ``{prefix}:`` (a Redis Cluster hash tag).
     key_prefix: str = "headswap"
 
@@ -246,6 +249,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     d = Settings()
     values: dict[str, Any] = {
         "redis_url": env.str("REDIS_URL", d.redis_url),
+        "redis_ca_file": env.str("REDIS_CA_FILE", ""),
         "key_prefix": env.str("KEY_PREFIX", d.key_prefix),
         "akool_base_url": env.str("AKOOL_BASE_URL", d.akool_base_url),
         "akool_api_key": Secret(env.str("AKOOL_API_KEY", "")),

@@ -72,8 +72,12 @@ class Runtime:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
+    tls: dict[str, Any] = {}
+    if settings.redis_url.startswith("rediss://"):
+        tls = {"ssl_cert_reqs": "required", "ssl_ca_certs": settings.redis_ca_file or None}
     return redis.Redis.from_url(
         settings.redis_url,
+        **tls,
         decode_responses=True,
         socket_timeout=10,
         socket_connect_timeout=5,

@@ -11,7 +11,9 @@ import redis
 
 from worker import signals
 
-_redis = redis.Redis.from_url(os.environ["HEADSWAP_REDIS_URL"], decode_responses=True)
+_tls = {"ssl_ca_certs": os.environ["HEADSWAP_REDIS_CA_FILE"]} if os.environ.get(
+    "HEADSWAP_REDIS_CA_FILE") else {}
+_redis = redis.Redis.from_url(os.environ["HEADSWAP_REDIS_URL"], decode_responses=True, **_tls)
 
 
 def _recorder(name: str) -> Any:

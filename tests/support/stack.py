@@ -49,7 +49,9 @@ class Stack:
         self.workdir = workdir
         self.workers: list[subprocess.Popen[bytes]] = []
         self.beats: list[subprocess.Popen[bytes]] = []
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        ca_file = env.get("HEADSWAP_REDIS_CA_FILE")
+        tls = {"ssl_ca_certs": ca_file} if ca_file else {}
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True, **tls)
 
     def start_worker(self, concurrency: int = 4, name: str | None = None,
                      include: str = "tests.support.signal_recorder") -> subprocess.Popen[bytes]:
