@@ -13,6 +13,7 @@ answers 1101.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +79,12 @@ class AkoolClient:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+        # Read proxy and CA settings from the environment once, not on every call.
+        self._session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        self._session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        self._session.trust_env = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AkoolClient:

@@ -57,3 +57,13 @@ def notify(rt: Runtime, job_id: str) -> bool:
     rt.store.unschedule(rt.store.outbox_key, job_id)
     log.info("job notified", extra={"job_id": job_id, "state": record["state"]})
     return True
+
+
+def notify_now(rt: Runtime, job_id: str) -> None:
+    """Fire the completion signals in this thread rather than as a second Celery task (a
+    task costs more than the notification itself). The job is already in the outbox, so
+    if this fails or the process dies, the sweeper notifies it again."""
+    try:
+        notify(rt, job_id)
+    except Exception:
+        log.exception("inline notify failed; the sweeper will retry", extra={"job_id": job_id})

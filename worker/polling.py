@@ -26,6 +26,7 @@ from worker.errors import (
     AkoolRetryable,
     TransitionRefused,
 )
+from worker.notify import notify_now
 from worker.runtime import Runtime
 from worker.store import Op
 from worker.timing import next_poll_interval, transient_pause
@@ -157,5 +158,5 @@ def _finish(rt: Runtime, job_id: str, target: str, fields: dict[str, Any]) -> bo
         )
     except TransitionRefused as exc:
         return exc.current in states.TERMINAL
-    rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
+    notify_now(rt, job_id)
     return True

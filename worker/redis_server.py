@@ -88,6 +88,8 @@ def start_redis(
         "--appendonly", "yes" if appendonly else "no",
         "--dir", str(workdir),
         "--maxmemory-policy", "noeviction",
+        # Job hashes hold a ~300 B JSON field; a larger limit keeps them compact (listpack).
+        "--hash-max-ziplist-value", "1024",
         "--protected-mode", "yes",
     ]  # fmt: skip
     if password:

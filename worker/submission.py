@@ -37,6 +37,7 @@ from worker.errors import (
     JobValidationError,
     TransitionRefused,
 )
+from worker.notify import notify_now
 from worker.runtime import Runtime
 from worker.schemas import validate_job
 from worker.store import Op
@@ -70,15 +71,17 @@ def new_job_id() -> str:
 
 
 def record_fields(job: Mapping[str, Any]) -> dict[str, Any]:
-    """What the store keeps of a validated job."""
-    return {
-        "request": {k: job.get(k) for k in REQUEST_FIELDS},
+    """What the store keeps of a validated job: only fields with a value (a pending job's
+    memory is mostly this hash; absent fields read back as their defaults)."""
+    request = {k: job[k] for k in REQUEST_FIELDS if job.get(k) is not None}
+    fields = {
+        "request": request,
         "idempotency_key": job.get("idempotency_key"),
         "callback_task": job.get("callback_task"),
         "callback_url": job.get("callback_url"),
-        "metadata": job.get("metadata") or {},
-        "attempts": 0,
+        "metadata": job.get("metadata") or None,
     }
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def message_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,7 +205,8 @@ def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
         log.info("create answered after a webhook bound the job", extra={"job_id": job_id})
         return Outcome("submitted", job_id)
     log.info("akool task created", extra={"job_id": job_id, "remote_id": task.remote_id})
-    signals.job_submitted.send(sender="headswap", job=rt.store.get(job_id))
+    if signals.job_submitted.receivers:  # reading the record costs a round trip
+        signals.job_submitted.send(sender="headswap", job=rt.store.get(job_id))
     return Outcome("submitted", job_id)
 
 
@@ -434,4 +438,4 @@ def mark_ambiguous(rt: Runtime, job_id: str, exc: AkoolAmbiguous | None) -> Outc
 
 
 def _notify(rt: Runtime, job_id: str) -> None:
-    rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
+    notify_now(rt, job_id)

@@ -156,6 +156,8 @@ class WebhookApp:
     def _bind_ambiguous(self, job_id: str, remote_id: str) -> str | None:
         """An ambiguous create did happen: record its remote id and follow it."""
         record = self.rt.store.get(job_id)
+        if record is not None and record.get("remote_id") == remote_id:
+            return job_id  # the create's answer was recorded just after our first lookup
         if record is None or record["state"] != states.SUBMITTING:
             return None
         try:
