@@ -6,7 +6,7 @@ Redis Cluster slot and the Lua scripts stay legal there. Keys:
 ==============================  =====================================================
 ``{p}:job:<job_id>``            hash: the job record (JSON-encoded complex fields)
 ``{p}:idem:<key>``              string: idempotency key -> job id (TTL)
-``{p}:remote:<remote_id>``      string: Akool task id -> job id (webhook lookups)
+``{p}:remotes``                 hash: Akool task id -> job id of jobs still following one
 ``{p}:events``                  stream: one entry per transition (consumer groups)
 ``{p}:poll``                    zset: job ids (or ``a:<hash>`` analyses) by next poll time
 ``{p}:wakeup``                  zset: queued job ids by when to (re)send their submit
@@ -54,7 +54,7 @@ _NUMERIC_FIELDS = (
 _JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 
 # KEYS[1] job, KEYS[2] events, KEYS[3] submitting zset, KEYS[4] in-flight zset,
-# KEYS[5] wake-up zset, KEYS[6..] extra keys used by ops
+# KEYS[5] wake-up zset, KEYS[6] remote-id -> job-id hash, KEYS[7..] extra keys used by ops
 # ARGV[10] resend-after seconds (a job entering queued is woken then unless ops say sooner)
 # ARGV[9] cap on in-flight jobs when entering submitting (0 = none)
 # ARGV[1] target, ARGV[2] allowed-from JSON list, ARGV[3] now, ARGV[4] fields JSON object,
@@ -88,6 +88,11 @@ elseif inflight[cur] then redis.call('ZREM', KEYS[4], job_id) end
 if target == 'queued' then
   redis.call('ZADD', KEYS[5], 'NX', tonumber(now) + tonumber(ARGV[10]), job_id)
 elseif cur == 'queued' then redis.call('ZREM', KEYS[5], job_id) end
+local remote_id = redis.call('HGET', KEYS[1], 'remote_id')
+if remote_id then
+  if tonumber(ARGV[6]) > 0 then redis.call('HDEL', KEYS[6], remote_id)
+  elseif fields['remote_id'] then redis.call('HSET', KEYS[6], remote_id, job_id) end
+end
 for _, op in ipairs(cjson.decode(ARGV[5])) do
   local key = KEYS[op[2]]
   if op[1] == 'zadd' then redis.call('ZADD', key, op[4], op[3])
@@ -217,9 +222,6 @@ class JobStore:
     def idem_key(self, key: str) -> str:
         return f"{self.p}:idem:{key}"
 
-    def remote_key(self, remote_id: str) -> str:
-        return f"{self.p}:remote:{remote_id}"
-
     def analysis_key(self, video_url: str) -> str:
         return f"{self.p}:analysis:{url_hash(video_url)}"
 
@@ -238,6 +240,10 @@ class JobStore:
     @property
     def submitting_key(self) -> str:
         return f"{self.p}:submitting"
+
+    @property
+    def remotes_key(self) -> str:
+        return f"{self.p}:remotes"
 
     @property
     def inflight_key(self) -> str:
@@ -277,7 +283,7 @@ class JobStore:
         args: list[str | int | float] = [
             job_id,
             json.dumps(encode_fields(fields)),
-            repr(now),
+            f"{now:.3f}",
             self.idempotency_ttl,
             repr(wakeup_at if wakeup_at is not None else now),
             state,
@@ -304,7 +310,7 @@ class JobStore:
         return str(value) if value is not None else None
 
     def job_for_remote(self, remote_id: str) -> str | None:
-        value = self.redis.get(self.remote_key(remote_id))
+        value = self.redis.hget(self.remotes_key, remote_id)
         return str(value) if value is not None else None
 
     def update(self, job_id: str, fields: Mapping[str, Any]) -> None:
@@ -360,6 +366,7 @@ class JobStore:
             self.submitting_key,
             self.inflight_key,
             self.wakeup_key,
+            self.remotes_key,
         ]
         op_rows = []
         for op in ops:
@@ -371,7 +378,7 @@ class JobStore:
             args=[
                 target,
                 json.dumps(allowed_from),
-                repr(now),
+                f"{now:.3f}",
                 json.dumps(encode_fields(fields or {})),
                 json.dumps(op_rows),
                 self.retention_seconds if target in states.TERMINAL else 0,
@@ -404,7 +411,7 @@ class JobStore:
     # --- schedules ----------------------------------------------------------------------
     def claim_due(self, key: str, now: float, lease: float, limit: int) -> list[str]:
         """Atomically take up to ``limit`` due members and push their score out by ``lease``."""
-        return [str(m) for m in self._claim(keys=[key], args=[repr(now), repr(lease), limit])]
+        return [str(m) for m in self._claim(keys=[key], args=[f"{now:.3f}", repr(lease), limit])]
 
     def schedule(self, key: str, member: str, at: float) -> None:
         self.redis.zadd(key, {member: at})

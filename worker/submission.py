@@ -243,12 +243,6 @@ def _record_created(rt: Runtime, job_id: str, task: Task, first_poll_at: float, 
             "ambiguous_at": None,
         },
         ops=[
-            Op(
-                "set",
-                rt.store.remote_key(task.remote_id),
-                job_id,
-                rt.settings.job_retention_seconds,
-            ),
             Op("zadd", rt.store.poll_key, job_id, first_poll_at),
         ],
         event={"remote_id": task.remote_id},

@@ -166,12 +166,6 @@ class WebhookApp:
                 states.SUBMITTED,
                 fields={"remote_id": remote_id, "ambiguous_at": None, "bound_by": "webhook"},
                 ops=[
-                    Op(
-                        "set",
-                        self.rt.store.remote_key(remote_id),
-                        job_id,
-                        self.rt.settings.job_retention_seconds,
-                    ),
                     Op("zrem", self.rt.store.ambiguous_key, job_id),
                     Op(
                         "zadd",

@@ -103,3 +103,15 @@ def test_allowed_moves_cover_the_design():
     assert states.SUCCEEDED in states.TERMINAL and states.PROCESSING not in states.TERMINAL
     with pytest.raises(ValueError):
         states.allowed_from("exploded")
+
+
+def test_the_remote_id_maps_to_its_job_only_while_the_job_is_followed(store, redis_client):
+    store.create("j1", {})
+    store.transition("j1", states.SUBMITTING)
+    store.transition("j1", states.SUBMITTED, fields={"remote_id": "r1"})
+    assert store.job_for_remote("r1") == "j1"
+    store.transition("j1", states.PROCESSING)
+    assert store.job_for_remote("r1") == "j1"
+    store.transition("j1", states.SUCCEEDED, fields={"output_url": "https://o"})
+    assert store.job_for_remote("r1") is None
+    assert redis_client.hlen(store.remotes_key) == 0
