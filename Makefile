@@ -18,11 +18,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tasks config tests
+	$(BIN)/ruff check worker tasks config tests bench
 	$(BIN)/mypy
 
 run: $(STAMP)
 	$(BIN)/headswap demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run

@@ -115,7 +115,8 @@ def _not_found(rt: Runtime, record: dict[str, Any], exc: AkoolNotFound) -> None:
     if count < NOT_FOUND_LIMIT:
         _reschedule(rt, record, rt.settings.poll_min_interval_seconds * count)
         return
-    _finish(rt, job_id, states.FAILED, {"reason": "remote_not_found", "error": exc.as_dict()})
+    fields = {"reason": "remote_not_found", "error": exc.as_dict()}
+    _finish(rt, job_id, states.FAILED, fields, "poll")
 
 
 def apply_remote_status(rt: Runtime, job_id: str, task: Task, *, source: str) -> bool:
@@ -129,11 +130,11 @@ def apply_remote_status(rt: Runtime, job_id: str, task: Task, *, source: str) ->
             log.error("completed task without output url", extra={"job_id": job_id})
             return False
         fields = {"output_url": task.output_url, "remote_status": task.status, "source": source}
-        return _finish(rt, job_id, states.SUCCEEDED, fields)
+        return _finish(rt, job_id, states.SUCCEEDED, fields, source)
     if task.status == STATUS_FAILED:
         error = {"code": task.error_code, "msg": task.error_reason, "operation": "task"}
         fields = {"reason": "akool_failed", "error": error, "remote_status": task.status}
-        return _finish(rt, job_id, states.FAILED, {**fields, "source": source})
+        return _finish(rt, job_id, states.FAILED, {**fields, "source": source}, source)
     if task.status == STATUS_PROCESSING:
         with contextlib.suppress(TransitionRefused):  # already processing
             rt.store.transition(
@@ -147,7 +148,7 @@ def apply_remote_status(rt: Runtime, job_id: str, task: Task, *, source: str) ->
     return False
 
 
-def _finish(rt: Runtime, job_id: str, target: str, fields: dict[str, Any]) -> bool:
+def _finish(rt: Runtime, job_id: str, target: str, fields: dict[str, Any], source: str) -> bool:
     try:
         rt.store.transition(
             job_id,
@@ -158,5 +159,10 @@ def _finish(rt: Runtime, job_id: str, target: str, fields: dict[str, Any]) -> bo
         )
     except TransitionRefused as exc:
         return exc.current in states.TERMINAL
-    notify_now(rt, job_id)
+    if source == "webhook":
+        # The receiver process does not load the producers' signal receivers: notify
+        # where they live, in a worker.
+        rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
+    else:
+        notify_now(rt, job_id)
     return True

@@ -192,9 +192,9 @@ def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
         task.video_duration,
         per_video_second=rt.settings.processing_seconds_per_video_second,
         minimum=rt.settings.poll_min_interval_seconds,
-        maximum=rt.settings.safety_net_poll_seconds
-        if webhook
-        else rt.settings.poll_max_interval_seconds,
+        # Not capped by the poll back-off: asking before the task can be done only
+        # spends detail calls (a 20 s video at 3 s per second is a 60 s estimate).
+        maximum=rt.settings.safety_net_poll_seconds,
     )
     if webhook:
         delay = max(delay, rt.settings.safety_net_poll_seconds)

@@ -178,8 +178,13 @@ class WebhookApp:
             )
         except TransitionRefused:
             return self.rt.store.job_for_remote(remote_id)
-        log.warning(
-            "ambiguous create resolved by webhook", extra={"job_id": job_id, "remote_id": remote_id}
+        # A webhook may simply beat the create's answer (normal at short processing times);
+        # only a create already marked ambiguous is worth a warning.
+        level = logging.WARNING if record.get("ambiguous_at") else logging.INFO
+        log.log(
+            level,
+            "job bound to its task by webhook",
+            extra={"job_id": job_id, "remote_id": remote_id},
         )
         return job_id
 

@@ -64,6 +64,11 @@ def test_jobs_complete_by_webhook_with_polling_only_a_safety_net(hook_stack, pro
     assert hook_sandbox.stats()["detail_calls"] == detail_before  # not one poll was needed
     per_job = hook_sandbox.stats()["creates_by_job"]
     assert all(per_job[i] == 1 for i in ids)  # our job id rides in the webhookUrl
+    # Completion signals fire in a worker (where producers load their receivers), not in
+    # the receiver process: the recorder is loaded into the workers only.
+    wait_until(lambda: {s["job_id"] for s in hook_stack.recorded_signals()
+                        if s["signal"] in ("job_succeeded", "job_failed")} >= set(ids), 15,
+               what="completion signals in the workers")
 
 
 def test_an_ambiguous_create_is_bound_to_its_job_by_the_webhook(hook_stack, producer,

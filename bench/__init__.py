@@ -1,0 +1,1 @@
+"""``make bench``: throughput, latency, schedule scale and rate-limit benchmarks (issue #6)."""

@@ -1,0 +1,270 @@
+"""Targets, rich tables, ``docs/BENCHMARKS.md`` and the PNG plot, from the results dict."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+TARGET_RATIO_CEILING = 0.40
+TARGET_RATIO_NAIVE = 3.0
+TARGET_DETAIL_PER_JOB = 1.2
+TARGET_TICK_MS = 50.0
+TARGET_BYTES_PER_JOB = 1536
+TARGET_RATE_ERROR_PCT = 5.0
+#: "at equal completion latency": the project's p50 may exceed the naive worker's by this.
+LATENCY_TOLERANCE = 1.10
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+# --- targets ---------------------------------------------------------------------------
+
+def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per target of issue #6: the figure, the bar, met or not."""
+    rows: list[dict[str, Any]] = []
+
+    def add(target: str, value: str, met: bool | None, note: str = "") -> None:
+        rows.append({"target": target, "value": value, "met": met, "note": note})
+
+    tp = results.get("throughput", {})
+    noop, naive = tp.get("noop", {}), tp.get("naive", {})
+    for key, label in (("project_webhook_off", "webhook off"), ("project_webhook_on",
+                                                                 "webhook on")):
+        run = tp.get(key)
+        if not run:
+            continue
+        r_ceiling = ratio(run.get("jobs_per_s"), noop.get("jobs_per_s"))
+        r_naive = ratio(run.get("jobs_per_s"), naive.get("jobs_per_s"))
+        add(f"end to end ≥ {TARGET_RATIO_CEILING:.0%} of the Celery ceiling ({label})",
+            f"{fmt(r_ceiling, 3)} ({fmt(run.get('jobs_per_s'), 1)} / "
+            f"{fmt(noop.get('jobs_per_s'), 1)} jobs/s)",
+            r_ceiling is not None and r_ceiling >= TARGET_RATIO_CEILING)
+        add(f"end to end ≥ {TARGET_RATIO_NAIVE:g}× the naive worker ({label})",
+            f"{fmt(r_naive, 2)}× ({fmt(run.get('jobs_per_s'), 1)} / "
+            f"{fmt(naive.get('jobs_per_s'), 1)} jobs/s)",
+            r_naive is not None and r_naive >= TARGET_RATIO_NAIVE)
+    slow = results.get("throughput_slow")
+    if slow:
+        r_slow = ratio(slow["project"].get("capacity_jobs_per_s"),
+                       slow["naive"].get("capacity_jobs_per_s"))
+        add(f"(supplementary) ≥ {TARGET_RATIO_NAIVE:g}× the naive worker at "
+            f"{slow['processing_time_s']:g} s of processing (capacity from CPU per job)",
+            f"{fmt(r_slow, 2)}× ({fmt(slow['project'].get('capacity_jobs_per_s'), 0)} / "
+            f"{fmt(slow['naive'].get('capacity_jobs_per_s'), 0)} jobs/s)",
+            r_slow is not None and r_slow >= TARGET_RATIO_NAIVE)
+    pt = results.get("poll_timing", {})
+    matched = next((r for r in pt.get("project", []) if r.get("estimate") == "matched"), None)
+    pt_naive = pt.get("naive")
+    if matched and pt_naive:
+        calls = matched.get("detail_per_job")
+        lat, lat_naive = matched.get("latency_p50_s"), pt_naive.get("latency_p50_s")
+        same_latency = lat is not None and lat_naive is not None and \
+            lat <= lat_naive * LATENCY_TOLERANCE
+        add(f"≤ {TARGET_DETAIL_PER_JOB} detail calls per job, webhook off, at equal latency",
+            f"{fmt(calls, 2)} calls/job at p50 {fmt(lat, 2)} s (naive 1 s poll: "
+            f"{fmt(pt_naive.get('detail_per_job'), 2)} calls/job at p50 {fmt(lat_naive, 2)} s)",
+            calls is not None and calls <= TARGET_DETAIL_PER_JOB and same_latency)
+    sc = results.get("schedule_scale", {})
+    srows = sc.get("rows", [])
+    if srows:
+        last = srows[-1]
+        tick = last["tick_full"]
+        add(f"beat tick ≤ {TARGET_TICK_MS:g} ms at {last['pending']:,} pending",
+            f"p50 {fmt(tick['p50_ms'])} ms, p95 {fmt(tick['p95_ms'])} ms "
+            f"({tick['claimed']:.0f} claimed and fanned out)",
+            tick["p95_ms"] <= TARGET_TICK_MS)
+        first_tick = srows[0]["tick_full"]["p50_ms"]
+        growth = tick["p50_ms"] / first_tick if first_tick else None
+        add("tick time flat as pending grows",
+            f"{fmt(growth, 2)}× from {srows[0]['pending']:,} to {last['pending']:,} pending",
+            growth is not None and growth <= 1.5)
+        per_job = [row["bytes_per_job"] for row in srows]
+        spread = (max(per_job) / min(per_job) - 1) * 100 if min(per_job) else None
+        add("Redis memory linear in pending jobs",
+            f"{', '.join(fmt(b, 0) for b in per_job)} B/job (spread {fmt(spread, 1)} %)",
+            spread is not None and spread <= 10)
+        add(f"≤ {TARGET_BYTES_PER_JOB / 1024:g} KB of Redis per pending job",
+            f"{fmt(last['bytes_per_job'], 0)} B/job at {last['pending']:,} pending",
+            last["bytes_per_job"] <= TARGET_BYTES_PER_JOB)
+    rl = results.get("rate_limit", {})
+    for key, label in (("limiter", "limiter, 4 processes"), ("workers", "4 worker processes")):
+        run = rl.get(key)
+        if run:
+            add(f"global create rate within ±{TARGET_RATE_ERROR_PCT:g} % ({label})",
+                f"{fmt(run['achieved_per_s'], 2)}/s for {fmt(run['target_per_s'], 0)}/s "
+                f"({run['error_pct']:+.2f} %)",
+                abs(run["error_pct"]) <= TARGET_RATE_ERROR_PCT)
+    meta = results.get("meta", {})
+    if meta.get("duration_s") is not None and not meta.get("quick"):
+        add("`make bench` under 10 minutes", f"{meta['duration_s'] / 60:.1f} min",
+            meta["duration_s"] < 600)
+    return rows
+
+
+# --- rich tables (the console, as the run goes) ---------------------------------------
+
+def throughput_table(tp: Mapping[str, Any]) -> Table:
+    t = Table(title="throughput, zero processing time")
+    for col in ("scenario", "jobs", "jobs/s", "÷ ceiling", "÷ naive", "create/job",
+                "detail/job", "lat p50 s", "lat p99 s", "peak RSS/worker MB",
+                "worker CPU ms/job"):
+        t.add_column(col, justify="right" if col != "scenario" else "left")
+    noop, naive = tp.get("noop", {}), tp.get("naive", {})
+    for run in tp.values():
+        t.add_row(run["name"], fmt(run["succeeded"]), fmt(run["jobs_per_s"], 1),
+                  fmt(ratio(run["jobs_per_s"], noop.get("jobs_per_s")), 3),
+                  fmt(ratio(run["jobs_per_s"], naive.get("jobs_per_s")), 2),
+                  fmt(run["create_per_job"]), fmt(run["detail_per_job"]),
+                  fmt(run["latency_p50_s"], 3), fmt(run["latency_p99_s"], 3),
+                  fmt(max(run["peak_rss_mb"].get("worker", [0])), 1),
+                  fmt(run["cpu_ms_per_job"].get("worker"), 2))
+    return t
+
+
+def targets_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    t = Table(title="issue #6 targets")
+    t.add_column("target")
+    t.add_column("measured")
+    t.add_column("met")
+    for row in rows:
+        met = "[green]yes[/]" if row["met"] else "[red]NO[/]"
+        t.add_row(row["target"], row["value"], met)
+    return t
+
+
+def simple_table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    t = Table(title=title)
+    for col in header:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(fmt(v) for v in row))
+    return t
+
+
+def print_section(console: Console, results: Mapping[str, Any], section: str) -> None:
+    if section == "throughput":
+        console.print(throughput_table(results["throughput"]))
+    elif section == "throughput_slow":
+        slow = results["throughput_slow"]
+        rows = [(r["name"], r["succeeded"], r["detail_per_job"], r["cpu_ms_per_job"].get("worker"),
+                 r["service_cpu_ms_per_job"], r["capacity_jobs_per_s"], r["latency_p50_s"])
+                for r in (slow["project"], slow["naive"])]
+        console.print(simple_table("cost per job with processing time", [
+            "scenario", "jobs", "detail/job", "worker CPU ms/job", "service CPU ms/job",
+            "capacity jobs/s", "lat p50 s"], rows))
+    elif section == "poll_timing":
+        pt = results["poll_timing"]
+        rows = [(r["name"], r["processing_time_s"], r["detail_per_job"], r["latency_p50_s"],
+                 r["latency_p99_s"]) for r in [*pt.get("project", []), pt.get("naive")] if r]
+        console.print(simple_table("poll timing (webhook off)", ["scenario", "processing s",
+                                   "detail/job", "lat p50 s", "lat p99 s"], rows))
+    elif section == "schedule_scale":
+        rows = [(r["pending"], r["bytes_per_job"], r["tick_full"]["p50_ms"],
+                 r["tick_full"]["p95_ms"], r["tick_light"]["p50_ms"], r["tick_idle"]["p50_ms"])
+                for r in results["schedule_scale"]["rows"]]
+        console.print(simple_table("schedule scale", ["pending", "B/job", "full tick p50 ms",
+                                   "full tick p95 ms", "light tick ms", "idle tick ms"], rows))
+    elif section == "rate_limit":
+        rows = [(k, v["target_per_s"], v["achieved_per_s"], v["error_pct"],
+                 v.get("max_in_1s_window")) for k, v in results["rate_limit"].items()]
+        console.print(simple_table("create rate limit", ["measured on", "target/s",
+                                   "achieved/s", "error %", "max in 1 s"], rows))
+
+
+# --- the PNG ---------------------------------------------------------------------------
+
+def plot(results: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    tp = results.get("throughput", {})
+    names = [run["name"] for run in tp.values()]
+    rates = [run["jobs_per_s"] for run in tp.values()]
+    ax = axes[0][0]
+    bars = ax.bar(range(len(rates)), rates, color=["#888", "#c66", "#4a7", "#48c"][:len(rates)])
+    ceiling = tp.get("noop", {}).get("jobs_per_s")
+    for bar, rate in zip(bars, rates, strict=True):
+        label = f"{rate:.0f}/s" + (f"\n{rate / ceiling:.0%}" if ceiling else "")
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    if ceiling:
+        ax.axhline(ceiling * TARGET_RATIO_CEILING, ls="--", color="k", lw=0.8)
+        ax.text(len(rates) - 0.5, ceiling * TARGET_RATIO_CEILING, "40 % of ceiling",
+                fontsize=7, va="bottom", ha="right")
+    ax.set_xticks(range(len(names)), [n.replace(", ", "\n") for n in names], fontsize=7)
+    ax.set_ylabel("jobs/s (2 cores, zero processing time)")
+    ax.set_title("throughput, enqueue to signal")
+
+    ax = axes[0][1]
+    pt = results.get("poll_timing", {})
+    rows = [r for r in [*pt.get("project", []), pt.get("naive")] if r]
+    if rows:
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [r["latency_p50_s"] or 0 for r in rows], 0.4, label="p50")
+        ax.bar([i + 0.2 for i in x], [r["latency_p99_s"] or 0 for r in rows], 0.4, label="p99")
+        for i, r in enumerate(rows):
+            ax.annotate(f"{r['detail_per_job']:.2f} calls", (i, (r["latency_p99_s"] or 0)),
+                        ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(list(x), [r["name"].replace(", ", "\n") for r in rows], fontsize=6)
+        ax.set_ylabel("s from remote completion to signal")
+        ax.set_title("poll timing: latency and detail calls per job")
+        ax.legend(fontsize=7)
+
+    sc = results.get("schedule_scale", {}).get("rows", [])
+    ax = axes[1][0]
+    if sc:
+        pending = [r["pending"] for r in sc]
+        ax.plot(pending, [r["tick_full"]["p50_ms"] for r in sc], "o-", label="full tick p50")
+        ax.plot(pending, [r["tick_full"]["p95_ms"] for r in sc], "o--", label="full tick p95")
+        ax.plot(pending, [r["tick_light"]["p50_ms"] for r in sc], "s-", label="one batch p50")
+        ax.axhline(TARGET_TICK_MS, ls="--", color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("pending remote tasks")
+        ax.set_ylabel("ms per beat tick")
+        ax.set_title("beat tick (claim + fan-out)")
+        ax.legend(fontsize=7)
+        ax = axes[1][1]
+        ax.plot(pending, [r["bytes_per_job"] for r in sc], "o-", label="measured")
+        variant = results.get("schedule_scale", {}).get("listpack_variant")
+        if variant:
+            ax.plot([variant["pending"]], [variant["bytes_per_job"]], "g^",
+                    label=f"hash-max-listpack-value {variant['hash_max_listpack_value']}")
+        ax.axhline(TARGET_BYTES_PER_JOB, ls="--", color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("pending remote tasks")
+        ax.set_ylabel("bytes of Redis per pending job")
+        ax.set_title("Redis memory per pending job")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- the markdown ----------------------------------------------------------------------
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""``make bench``: every benchmark of issue #6 in one run, on this machine.
+
+Starts a private ``redis-server`` and the Akool sandbox, then runs, each with its own
+Celery processes:
+
+1. throughput at zero processing time, side by side: raw Celery no-op tasks (the
+   ceiling), the naive worker (:mod:`bench.naive_worker`), this project with the webhook
+   off and on;
+2. poll timing at a non-zero processing time: detail calls per job and latency, this
+   project against the naive 1 s poll;
+3. a py-spy profile of the workers during a project run;
+4. scale of the schedule: beat tick and Redis memory at 1k / 10k / 100k pending jobs;
+5. the global create rate limit across four processes.
+
+Writes ``docs/BENCHMARKS.md``, ``docs/benchmarks.png`` and ``bench-results.json`` (or all
+three into ``--out``). ``--quick`` is the small version ``tests/test_bench_short.py`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+
+from bench import findings, profiling, rate_limit, report, schedule_scale, throughput
+from bench.markdown import write_markdown
+from tests.support.procs import ROOT
+from tests.support.sandbox import SandboxProcess
+from worker.redis_server import start_redis
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run."""
+
+    noop_jobs: int = 4000
+    naive_jobs: int = 1500
+    project_jobs: int = 2000
+    poll_jobs: int = 200
+    #: (name, processing time at the sandbox) for the poll-timing runs; the estimate is fixed
+    poll_estimate_s: float = 3.5
+    poll_processing: tuple[tuple[str, float], ...] = (("matched", 3.5), ("late", 4.5),
+                                                      ("early", 2.5))
+    #: throughput with a non-zero processing time (supplementary): jobs, processing time
+    slow_jobs: int = 400
+    slow_processing_s: float = 10.5
+    slow_rate: float = 20.0
+    profile_jobs: int = 2000
+    scale_sizes: tuple[int, ...] = schedule_scale.DEFAULT_SIZES
+    scale_ticks: int = 15
+    limiter_seconds: float = 10.0
+    rate_worker_jobs: int = 300
+
+
+QUICK = Plan(noop_jobs=300, naive_jobs=120, project_jobs=200, poll_jobs=30,
+             poll_estimate_s=1.5, poll_processing=(("matched", 1.5),), slow_jobs=0,
+             profile_jobs=0,
+             scale_sizes=(1_000, 5_000), scale_ticks=5, limiter_seconds=2.0,
+             rate_worker_jobs=0)
+
+
+def machine() -> dict[str, Any]:
+    import celery
+    import redis
+
+    return {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(), "celery": celery.__version__,
+            "redis_py": redis.__version__, "platform": platform.platform(),
+            "load_before": [round(x, 2) for x in os.getloadavg()]}
+
+
+def poll_timing_env(estimate_s: float, duration: float) -> dict[str, str]:
+    """Poll settings whose first poll comes at ``estimate_s`` for videos of ``duration``.
+
+    The first poll is capped at ``POLL_MAX_INTERVAL_SECONDS`` (``worker/submission.py``), so
+    the cap is kept above the estimate.
+    """
+    per_video_second = estimate_s / duration
+    cap = max(float(throughput.POLL_TIMING["HEADSWAP_POLL_MAX_INTERVAL_SECONDS"]),
+              2 * estimate_s)
+    return {**throughput.POLL_TIMING,
+            "HEADSWAP_PROCESSING_SECONDS_PER_VIDEO_SECOND": f"{per_video_second:g}",
+            "HEADSWAP_POLL_MAX_INTERVAL_SECONDS": f"{cap:g}"}
+
+
+def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: bool,
+        console: Console) -> dict[str, Any]:
+    started = time.time()
+    results: dict[str, Any] = {"meta": {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick,
+        "machine": machine(), "topology": {"workers": workers, "concurrency": concurrency,
+                                           "pool": "threads"},
+        "throughput_timing": throughput.THROUGHPUT_TIMING,
+        "plan": plan.__dict__}}
+    server = start_redis()
+    sandbox = SandboxProcess.start(knobs={"processing_time": 0, "analysis_time": 0.05,
+                                          "webhook_backoff": 0.2})
+    try:
+        info = server_info(server.url)
+        results["meta"]["redis_server"] = info
+        bench = throughput.Bench(server.url, server.process.pid, sandbox, workers=workers,
+                                 concurrency=concurrency, log=console.print)
+        say = console.print
+
+        say("[bold]1. throughput[/] (zero processing time)")
+        tp: dict[str, Any] = {}
+        say(f"  celery no-op × {plan.noop_jobs}")
+        tp["noop"] = throughput.run_noop(bench, plan.noop_jobs)
+        say(f"  naive worker × {plan.naive_jobs}")
+        tp["naive"] = throughput.run_naive(bench, plan.naive_jobs)
+        say(f"  headswap, webhook off × {plan.project_jobs}")
+        tp["project_webhook_off"] = throughput.run_project(bench, plan.project_jobs,
+                                                           webhook=False)
+        say(f"  headswap, webhook on × {plan.project_jobs}")
+        tp["project_webhook_on"] = throughput.run_project(
+            bench, plan.project_jobs, webhook=True,
+            extra_env={"HEADSWAP_SAFETY_NET_POLL_SECONDS": "3"})
+        results["throughput"] = tp
+        report.print_section(console, results, "throughput")
+
+        say("[bold]2. poll timing[/] (webhook off, non-zero processing time)")
+        duration = 7.0 if plan.poll_estimate_s > 2 else 3.0
+        env = poll_timing_env(plan.poll_estimate_s, duration)
+        rows = []
+        for estimate, processing in plan.poll_processing:
+            name = f"headswap, Akool {processing:g} s, estimate {plan.poll_estimate_s:g} s"
+            say(f"  {name} × {plan.poll_jobs}")
+            row = throughput.run_project(bench, plan.poll_jobs, webhook=False,
+                                         processing_time=processing, duration=duration,
+                                         timing=env, name=name)
+            row["estimate"] = estimate
+            rows.append(row)
+        processing = plan.poll_processing[0][1]
+        say(f"  naive 1 s poll, Akool {processing:g} s × {plan.poll_jobs}")
+        naive = throughput.run_naive(bench, plan.poll_jobs, processing_time=processing,
+                                     duration=duration, poll_seconds=1.0,
+                                     name=f"naive 1 s poll, Akool {processing:g} s")
+        results["poll_timing"] = {"project": rows, "naive": naive,
+                                  "video_duration_s": duration, "timing": env}
+        report.print_section(console, results, "poll_timing")
+
+        if plan.slow_jobs:
+            p, rate = plan.slow_processing_s, plan.slow_rate
+            say(f"[bold]2b. cost per job at {p:g} s of processing[/] (webhook off, "
+                f"{rate:g} jobs/s offered)")
+            slow_env = poll_timing_env(p, 10.0)
+            say(f"  headswap × {plan.slow_jobs}")
+            slow = {"project": throughput.run_project(
+                bench, plan.slow_jobs, webhook=False, processing_time=p, duration=10.0,
+                timing=slow_env, name=f"headswap, Akool {p:g} s", rate=rate)}
+            say(f"  naive 1 s poll × {plan.slow_jobs}")
+            slow["naive"] = throughput.run_naive(bench, plan.slow_jobs, processing_time=p,
+                                                 duration=10.0, poll_seconds=1.0,
+                                                 name=f"naive 1 s poll, Akool {p:g} s",
+                                                 rate=rate)
+            slow["processing_time_s"] = p
+            slow["offered_jobs_per_s"] = rate
+            results["throughput_slow"] = slow
+            report.print_section(console, results, "throughput_slow")
+
+        results["profile"] = {}
+        if profile and plan.profile_jobs and profiling.py_spy():
+            say(f"[bold]3. profile[/]: py-spy on the workers, webhook off × {plan.profile_jobs}")
+            bench.profile_hook = profiling.spy_hook
+            try:
+                prof = throughput.run_project(bench, plan.profile_jobs, webhook=False,
+                                              name="profiled run", profile="workers")
+                results["profile"]["workers"] = {
+                    **prof.pop("profile", {}), "jobs_per_s_while_profiled": prof["jobs_per_s"],
+                    "cpu_ms_per_job": prof["cpu_ms_per_job"]}
+            except RuntimeError as exc:
+                results["profile"]["workers"] = {"error": str(exc)}
+            finally:
+                bench.profile_hook = None
+
+        say("[bold]4. schedule scale[/]")
+        sandbox.reset()
+        sandbox.config(processing_time=3600.0, analysis_time=0.05)  # the template stays pending
+        results["schedule_scale"] = schedule_scale.run(
+            bench.fresh_db(), plan.scale_sizes, plan.scale_ticks, log=say,
+            profile=profiling.profile_call if profile else None, sandbox=sandbox)
+        report.print_section(console, results, "schedule_scale")
+
+        say("[bold]5. create rate limit[/]")
+        results["rate_limit"] = {"limiter": rate_limit.run_limiter(
+            bench.fresh_db(), seconds=plan.limiter_seconds)}
+        if plan.rate_worker_jobs:
+            results["rate_limit"]["workers"] = rate_limit.run_workers(
+                bench, jobs=plan.rate_worker_jobs)
+        report.print_section(console, results, "rate_limit")
+    finally:
+        sandbox.stop()
+        server.stop()
+    results["meta"]["duration_s"] = round(time.time() - started, 1)
+    results["meta"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["targets"] = report.evaluate(results)
+    results["findings"] = findings.statuses(results)
+    return results
+
+
+def server_info(url: str) -> dict[str, Any]:
+    import redis
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    info = r.info("server")
+    config = r.config_get("hash-max-listpack-*")
+    r.close()
+    return {"version": info.get("redis_version"), **config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (the make-test smoke)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write BENCHMARKS.md, benchmarks.png, bench-results.json here")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per scenario")
+    parser.add_argument("--concurrency", type=int, default=8, help="threads per worker")
+    parser.add_argument("--no-profile", action="store_true", help="skip py-spy / pyinstrument")
+    args = parser.parse_args(argv)
+    console = Console(width=160)
+    plan = QUICK if args.quick else Plan()
+    results = run(plan, quick=args.quick, workers=args.workers, concurrency=args.concurrency,
+                  profile=not args.no_profile and not args.quick, console=console)
+    if args.out is None:
+        md, png, js = ROOT / "docs" / "BENCHMARKS.md", ROOT / "docs" / "benchmarks.png", \
+            ROOT / "bench-results.json"
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        md, png, js = args.out / "BENCHMARKS.md", args.out / "benchmarks.png", \
+            args.out / "bench-results.json"
+    js.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    report.plot(results, png)
+    write_markdown(results, md, png.name)
+    console.print(report.targets_table(results["targets"]))
+    console.print(f"wrote {md}, {png} and {js} in {results['meta']['duration_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""``make bench`` in miniature: the whole orchestrator runs in quick mode (tiny sizes, about
+40 s) and must produce a complete, sane result. The figures themselves are not judged here;
+the machinery is: every scenario ran, every job of the project finished once, the files
+were written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.procs import ROOT
+
+pytestmark = pytest.mark.integration
+
+SECTIONS = ("meta", "throughput", "poll_timing", "schedule_scale", "rate_limit", "targets")
+SCENARIOS = ("noop", "naive", "project_webhook_off", "project_webhook_on")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-4000:])
+    return out, json.loads((out / "bench-results.json").read_text())
+
+
+def test_the_quick_run_writes_the_json_the_markdown_and_the_plot(quick_run):
+    out, results = quick_run
+    assert set(SECTIONS) <= set(results)
+    markdown = (out / "BENCHMARKS.md").read_text()
+    assert "## Targets of issue #6" in markdown and "](benchmarks.png)" in markdown
+    assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_throughput_scenario_ran_and_the_project_finished_every_job_once(quick_run):
+    _, results = quick_run
+    tp = results["throughput"]
+    assert set(SCENARIOS) <= set(tp)
+    for name in SCENARIOS:
+        run = tp[name]
+        assert run["succeeded"] == run["jobs"] > 0, name
+        assert run["jobs_per_s"] > 0, name
+        assert max(run["peak_rss_mb"]["worker"]) > 10, name
+    for name in ("naive", "project_webhook_off", "project_webhook_on"):
+        run = tp[name]
+        assert run["duplicate_creates"] == 0, name
+        assert run["create_per_job"] == 1.0, name
+        assert run["latency_p50_s"] is not None and run["latency_p50_s"] >= 0, name
+    assert tp["project_webhook_off"]["detail_per_job"] >= 1.0  # polled to the end
+    assert tp["project_webhook_on"]["detail_per_job"] < 0.5  # the webhook did the work
+
+
+def test_the_ratios_are_sane(quick_run):
+    _, results = quick_run
+    tp = results["throughput"]
+    ceiling = tp["noop"]["jobs_per_s"]
+    for name in ("naive", "project_webhook_off", "project_webhook_on"):
+        assert 0.01 < tp[name]["jobs_per_s"] / ceiling < 1.0, name
+    assert 0.1 < tp["project_webhook_off"]["jobs_per_s"] / tp["naive"]["jobs_per_s"] < 20
+
+
+def test_the_poll_schedule_and_the_rate_limit_have_figures(quick_run):
+    _, results = quick_run
+    rows = results["schedule_scale"]["rows"]
+    assert [r["pending"] for r in rows] == sorted(r["pending"] for r in rows)
+    assert all(r["bytes_per_job"] > 100 and r["tick_full"]["p50_ms"] > 0 for r in rows)
+    assert all(r["tick_full"]["claimed"] > 0 for r in rows)
+    limiter = results["rate_limit"]["limiter"]
+    assert abs(limiter["error_pct"]) < 25 and limiter["max_in_1s_window"] <= 21
+    matched = results["poll_timing"]["project"][0]
+    assert matched["succeeded"] == matched["jobs"] and matched["duplicate_creates"] == 0
+    assert len(results["targets"]) >= 8
+    assert all(isinstance(t["met"], bool) and t["value"] for t in results["targets"])
