@@ -24,7 +24,9 @@ def _notify_inline() -> bool | None:
     src = _source(lambda: polling._finish)
     if not src:
         return None
-    return 'rt.send("headswap.notify"' not in src
+    # Polled jobs are notified inline; webhook-completed ones go to a worker by design
+    # (the receiver process does not load the producers' signal receivers).
+    return "notify_now(" in src
 
 
 def _env_read_once() -> bool | None:
