@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from worker import analysis
 from worker.app import app
 from worker.runtime import get_runtime
+from worker.submission import reject
 from worker.submission import submit as submit_job
 
 
@@ -27,10 +28,12 @@ def submit(self: Task, *args: Any, **kwargs: Any) -> None:
     The message is the JSON object of the contract, as keyword arguments (or as one
     positional object). A job that must wait is retried with Celery's own retry.
     """
-    message: Any = args[0] if len(args) == 1 and not kwargs else kwargs
+    rt = get_runtime()
     if (args and kwargs) or len(args) > 1:
-        message = {"_schema": "positional arguments"}  # rejected by the schema
-    outcome = submit_job(get_runtime(), message)
+        reject(rt, kwargs, {"_schema": ["Send the job as keyword arguments or one JSON object."]})
+        return
+    message: Any = args[0] if args else kwargs
+    outcome = submit_job(rt, message)
     if outcome.retry_in is not None:
         retry_kwargs = dict(message) if isinstance(message, dict) else {}
         retry_kwargs["job_id"] = outcome.job_id

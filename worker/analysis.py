@@ -62,6 +62,7 @@ def gate(rt: Runtime, record: dict[str, Any]) -> Gate:
         return _check_mappings(record, info)
     if status == FAILED:
         return Gate(failed=True, error=json.loads(info.get("error") or "{}"))
+    _repair_pending(rt, video_url, info)
     # Pending: wait, then look again — it may have ended between the two reads.
     rt.redis.sadd(waiters_key(rt, video_url), record["job_id"])
     again = load(rt, video_url)
@@ -69,6 +70,20 @@ def gate(rt: Runtime, record: dict[str, Any]) -> Gate:
         rt.redis.srem(waiters_key(rt, video_url), record["job_id"])
         return gate(rt, record)
     return Gate(waiting=True)
+
+
+def _repair_pending(rt: Runtime, video_url: str, info: dict[str, str]) -> None:
+    """A worker may die between claiming an analysis and following it. Restart a claim
+    that never got an Akool id; put a known analysis back on the poll schedule."""
+    key = rt.store.analysis_key(video_url)
+    if not info.get("analysis_id"):
+        started = float(info.get("started_at") or 0)
+        limit = rt.settings.connect_timeout + rt.settings.read_timeout + 30.0
+        if started and time.time() - started > limit:
+            rt.redis.delete(key)  # the next job through the gate starts it again
+        return
+    member = MEMBER_PREFIX + key.rsplit(":", 1)[1]
+    rt.redis.zadd(rt.store.poll_key, {member: time.time() + 1.0}, nx=True)
 
 
 def _check_mappings(record: dict[str, Any], info: dict[str, str]) -> Gate:

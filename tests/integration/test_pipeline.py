@@ -220,3 +220,16 @@ def test_two_beats_together_never_poll_one_task_twice_in_a_round(redis_server):
           f"{min(gaps):.3f}s")
     assert polls >= 60  # each task was polled several times: the check had material
     assert min(gaps) >= 0.25
+
+
+def test_the_job_may_come_as_one_positional_object_but_not_as_a_mix(stack, producer):
+    ok_id, bad_id = "pos-" + uuid.uuid4().hex[:8], "mix-" + uuid.uuid4().hex[:8]
+    producer.celery.send_task("headswap.submit", args=[{**job("pos"), "job_id": ok_id}],
+                              queue="headswap.submit")
+    producer.celery.send_task("headswap.submit", args=[{"a": 1}],
+                              kwargs={**job("mix"), "job_id": bad_id}, queue="headswap.submit")
+    assert producer.wait(ok_id, timeout=30)["state"] == "succeeded"
+    record = producer.wait(bad_id, timeout=30)
+    assert record["state"] == "rejected"
+    assert record["field_errors"] == {
+        "_schema": ["Send the job as keyword arguments or one JSON object."]}

@@ -83,3 +83,27 @@ def test_stats_command_prints_json(redis_server, redis_client):
                          env={"HEADSWAP_REDIS_URL": redis_server.url, "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert set(json.loads(out)) >= {"queues", "queued", "in_flight", "failed_by_reason"}
+
+
+def test_an_analysis_claimed_by_a_worker_that_died_is_started_again(rt):
+    """A claim without an Akool id, older than a call can take, is released by the gate."""
+    import time as _time
+
+    from worker import analysis
+
+    url = JOB["video_url"]
+    rt.redis.hset(rt.store.analysis_key(url),
+                  mapping={"status": "pending", "started_at": repr(_time.time() - 3600)})
+    analysis._repair_pending(rt, url, rt.redis.hgetall(rt.store.analysis_key(url)))
+    assert rt.redis.exists(rt.store.analysis_key(url)) == 0
+
+
+def test_a_known_analysis_that_fell_off_the_schedule_is_put_back(rt):
+    from worker import analysis
+
+    url = JOB["video_url"]
+    key = rt.store.analysis_key(url)
+    rt.redis.hset(key, mapping={"status": "pending", "analysis_id": "a" * 24})
+    analysis._repair_pending(rt, url, rt.redis.hgetall(key))
+    member = analysis.MEMBER_PREFIX + key.rsplit(":", 1)[1]
+    assert rt.redis.zscore(rt.store.poll_key, member) is not None
