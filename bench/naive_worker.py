@@ -21,9 +21,8 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
-from kombu import Queue
 
-from config.celery import celery_config
+from bench.apps import single_queue_config
 from config.settings import get_settings
 from worker import signals
 from worker.akool import AkoolClient
@@ -36,14 +35,7 @@ POLL_SECONDS = float(os.environ.get("BENCH_NAIVE_POLL_SECONDS", "1"))
 
 
 def naive_config() -> dict[str, Any]:
-    config = celery_config(get_settings())
-    config.update(
-        task_queues=(Queue(QUEUE),),
-        task_default_queue=QUEUE,
-        task_routes={TASK: {"queue": QUEUE}},
-        beat_schedule={},
-    )
-    return config
+    return single_queue_config(QUEUE, TASK)
 
 
 app = Celery("bench-naive")

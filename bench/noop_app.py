@@ -12,24 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
 
-from config.celery import celery_config
-from config.settings import get_settings
+from bench.apps import single_queue_config
 
 QUEUE = "bench.noop"
 TASK = "bench.noop"
 
 
 def noop_config() -> dict[str, Any]:
-    config = celery_config(get_settings())
-    config.update(
-        task_queues=(Queue(QUEUE),),
-        task_default_queue=QUEUE,
-        task_routes={TASK: {"queue": QUEUE}},
-        beat_schedule={},
-    )
-    return config
+    return single_queue_config(QUEUE, TASK)
 
 
 app = Celery("bench-noop")
