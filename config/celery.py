@@ -23,6 +23,7 @@ from config.settings import Settings
 SUBMIT_QUEUE = "headswap.submit"
 POLL_QUEUE = "headswap.poll"
 NOTIFY_QUEUE = "headswap.notify"
+QUEUES = (SUBMIT_QUEUE, POLL_QUEUE, NOTIFY_QUEUE)
 
 ROUTES = {
     "headswap.submit": {"queue": SUBMIT_QUEUE},

@@ -191,6 +191,11 @@ class Settings:
     log_level: str = "INFO"
 
     @property
+    def longest_call_seconds(self) -> float:
+        """Longer than any Akool call can take: a step stuck past it lost its worker."""
+        return self.connect_timeout + self.read_timeout + 30.0
+
+    @property
     def uses_token_auth(self) -> bool:
         return bool(self.akool_client_id and self.akool_client_secret) and not self.akool_api_key
 

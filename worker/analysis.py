@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, Analysis
-from worker.errors import AkoolError, AkoolFatal, AkoolRetryable
+from worker.errors import AkoolError, AkoolFatal
 from worker.runtime import Runtime
 from worker.timing import full_jitter, transient_pause
 
@@ -41,6 +41,11 @@ class Gate:
     rejected: bool = False
     error: dict[str, Any] | None = None
     field_errors: dict[str, Any] = field(default_factory=dict)
+
+
+def _member(key: str) -> str:
+    """The poll-schedule member of the analysis stored at ``key``."""
+    return MEMBER_PREFIX + key.rsplit(":", 1)[1]
 
 
 def waiters_key(rt: Runtime, video_url: str) -> str:
@@ -78,12 +83,10 @@ def _repair_pending(rt: Runtime, video_url: str, info: dict[str, str]) -> None:
     key = rt.store.analysis_key(video_url)
     if not info.get("analysis_id"):
         started = float(info.get("started_at") or 0)
-        limit = rt.settings.connect_timeout + rt.settings.read_timeout + 30.0
-        if started and time.time() - started > limit:
+        if started and time.time() - started > rt.settings.longest_call_seconds:
             rt.redis.delete(key)  # the next job through the gate starts it again
         return
-    member = MEMBER_PREFIX + key.rsplit(":", 1)[1]
-    rt.redis.zadd(rt.store.poll_key, {member: time.time() + 1.0}, nx=True)
+    rt.redis.zadd(rt.store.poll_key, {_member(key): time.time() + 1.0}, nx=True)
 
 
 def _check_mappings(record: dict[str, Any], info: dict[str, str]) -> Gate:
@@ -118,7 +121,7 @@ def start(rt: Runtime, video_url: str) -> dict[str, str]:
     _apply(rt, video_url, result, release=False)
     info = load(rt, video_url)
     if info.get("status") == PENDING:
-        member = MEMBER_PREFIX + key.rsplit(":", 1)[1]
+        member = _member(key)
         rt.redis.hset(key, "member", member)
         rt.store.schedule(rt.store.poll_key, member, time.time() + 1.0)
     return info
@@ -139,8 +142,7 @@ def follow(rt: Runtime, member: str) -> None:
         _release(rt, info["video_url"])
         return
     except AkoolError as exc:
-        retry_after = exc.retry_after if isinstance(exc, AkoolRetryable) else None
-        pause = transient_pause(rt.settings.poll_min_interval_seconds, retry_after)
+        pause = transient_pause(rt.settings.poll_min_interval_seconds, exc.retry_after)
         rt.store.schedule_if_present(rt.store.poll_key, member, time.time() + pause)
         return
     if _apply(rt, info["video_url"], result, release=True):

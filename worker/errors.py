@@ -87,6 +87,8 @@ class AkoolError(HeadswapError):
         self.msg = msg
         self.http_status = http_status
         self.operation = operation
+        #: Seconds the server asked us to wait (``Retry-After``); only retryable errors set it.
+        self.retry_after: float | None = None
         super().__init__(message)
 
     def __str__(self) -> str:

@@ -8,7 +8,6 @@ pod reports the same, global numbers.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,48 +58,39 @@ class StoreCollector(Collector):
         self.rt = runtime
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        store, r = self.rt.store, self.rt.redis
+        from config.celery import QUEUES
+
         try:
-            pipe = r.pipeline(transaction=False)
-            pipe.zcard(store.wakeup_key)
-            pipe.zcard(store.submitting_key)
-            pipe.zcard(store.inflight_key)
-            pipe.zcard(store.poll_key)
-            pipe.zrange(store.inflight_key, 0, 0, withscores=True)
-            pipe.zcard(store.ambiguous_key)
-            pipe.zcard(store.outbox_key)
-            pipe.get(f"{store.p}:circuit:credits")
-            for queue in ("headswap.submit", "headswap.poll", "headswap.notify"):
-                pipe.llen(queue)
-            (queued, submitting, inflight, pending, oldest, ambiguous, outbox, circuit,
-             q_submit, q_poll, q_notify) = pipe.execute()  # fmt: skip
+            snap = self.rt.store.snapshot(QUEUES)
         except Exception:  # a scrape must not crash the process; report nothing this time
             log.warning("metrics scrape could not read Redis", exc_info=True)
             return
-        now = time.time()
         jobs = GaugeMetricFamily("headswap_jobs", "Jobs in non-terminal states.", labels=["state"])
-        jobs.add_metric(["queued"], queued)
-        jobs.add_metric(["submitting"], submitting)
-        jobs.add_metric(["in_flight"], inflight)
-        jobs.add_metric(["ambiguous"], ambiguous)
-        jobs.add_metric(["notify_pending"], outbox)
+        jobs.add_metric(["queued"], snap.queued)
+        jobs.add_metric(["submitting"], snap.submitting)
+        jobs.add_metric(["in_flight"], snap.in_flight)
+        jobs.add_metric(["ambiguous"], snap.ambiguous)
+        jobs.add_metric(["notify_pending"], snap.notify_pending)
         yield jobs
         yield GaugeMetricFamily(
-            "headswap_pending_remote_tasks", "Remote tasks on the poll schedule.", value=pending
+            "headswap_pending_remote_tasks",
+            "Remote tasks on the poll schedule.",
+            value=snap.pending_polls,
         )
-        age = now - oldest[0][1] if oldest else 0.0
         yield GaugeMetricFamily(
-            "headswap_oldest_in_flight_age_seconds", "Age of the oldest task in flight.", value=age
+            "headswap_oldest_in_flight_age_seconds",
+            "Age of the oldest task in flight.",
+            value=snap.oldest_in_flight_s,
         )
-        open_ = 1.0 if circuit and float(circuit) > now else 0.0
         yield GaugeMetricFamily(
-            "headswap_credits_circuit_open", "1 while submissions pause for credits.", value=open_
+            "headswap_credits_circuit_open",
+            "1 while submissions pause for credits.",
+            value=1.0 if snap.credits_paused_until else 0.0,
         )
         depth = GaugeMetricFamily(
             "headswap_queue_length", "Celery queue lengths.", labels=["queue"]
         )
-        for name, value in (("headswap.submit", q_submit), ("headswap.poll", q_poll),
-                            ("headswap.notify", q_notify)):  # fmt: skip
+        for name, value in snap.queues.items():
             depth.add_metric([name], value)
         yield depth
 

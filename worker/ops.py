@@ -5,47 +5,27 @@ Plain functions over the store, so they are tested without a terminal.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from typing import Any, cast
 
+from config.celery import QUEUES
 from worker import states
 from worker.errors import JobNotFound, TransitionRefused
 from worker.runtime import Runtime
 from worker.submission import message_from_record
 
-QUEUES = ("headswap.submit", "headswap.poll", "headswap.notify")
-
 
 def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
     """Queue depths, schedules, and what happened in the last ``window`` seconds."""
-    store, r = rt.store, rt.redis
-    pipe = r.pipeline(transaction=False)
-    for queue in QUEUES:
-        pipe.llen(queue)
-    for key in (store.wakeup_key, store.submitting_key, store.inflight_key, store.poll_key,
-                store.ambiguous_key, store.outbox_key):  # fmt: skip
-        pipe.zcard(key)
-    pipe.zrange(store.inflight_key, 0, 0, withscores=True)
-    pipe.get(f"{store.p}:circuit:credits")
-    values = pipe.execute()
-    depths = dict(zip(QUEUES, values[:3], strict=True))
-    queued, submitting, inflight, pending, ambiguous, outbox = values[3:9]
-    oldest, circuit = values[9], values[10]
     now = time.time()
+    snap = rt.store.snapshot(QUEUES, now)
     recent = _recent_events(rt, now - window)
     transitions = Counter(e["state"] for e in recent if "state" in e)
     failures = Counter(e.get("reason", "?") for e in recent if e.get("state") == states.FAILED)
     return {
-        "queues": depths,
-        "queued": queued,
-        "submitting": submitting,
-        "in_flight": inflight,
-        "pending_polls": pending,
-        "ambiguous": ambiguous,
-        "notify_pending": outbox,
-        "oldest_in_flight_s": round(now - oldest[0][1], 1) if oldest else 0.0,
-        "credits_paused_until": float(circuit) if circuit and float(circuit) > now else None,
+        **dataclasses.asdict(snap),
         "window_s": window,
         "per_minute": {s: round(n * 60 / window, 2) for s, n in sorted(transitions.items())},
         "failed_by_reason": dict(failures),

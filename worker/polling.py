@@ -23,7 +23,6 @@ from worker.errors import (
     AkoolError,
     AkoolFatal,
     AkoolNotFound,
-    AkoolRetryable,
     TransitionRefused,
 )
 from worker.notify import notify_now
@@ -82,16 +81,12 @@ def poll_job(rt: Runtime, job_id: str) -> None:
         _reschedule(rt, record, rt.settings.poll_max_interval_seconds)
         return
     except AkoolError as exc:
-        pause = transient_pause(rt.settings.poll_min_interval_seconds, _retry_after(exc))
+        pause = transient_pause(rt.settings.poll_min_interval_seconds, exc.retry_after)
         _reschedule(rt, record, pause)
         return
     if not apply_remote_status(rt, job_id, task, source="poll"):
         age = time.time() - float(record.get("submitted_at") or time.time())
         _reschedule(rt, record, _interval(rt, age))
-
-
-def _retry_after(exc: AkoolError) -> float | None:
-    return exc.retry_after if isinstance(exc, AkoolRetryable) else None
 
 
 def _interval(rt: Runtime, age: float) -> float:

@@ -97,7 +97,6 @@ for _, op in ipairs(cjson.decode(ARGV[5])) do
   local key = KEYS[op[2]]
   if op[1] == 'zadd' then redis.call('ZADD', key, op[4], op[3])
   elseif op[1] == 'zrem' then redis.call('ZREM', key, op[3])
-  elseif op[1] == 'set' then redis.call('SET', key, op[3], 'EX', op[4])
   end
 end
 local ev = {'job_id', job_id, 'state', target, 'previous', cur,
@@ -150,10 +149,25 @@ return due
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What the schedules say right now (metrics gauges, ``headswap stats``)."""
+
+    queues: dict[str, int]
+    queued: int
+    submitting: int
+    in_flight: int
+    pending_polls: int
+    ambiguous: int
+    notify_pending: int
+    oldest_in_flight_s: float
+    credits_paused_until: float | None
+
+
+@dataclass(frozen=True)
 class Op:
     """A schedule change applied in the same atomic step as a transition."""
 
-    kind: str  # "zadd" | "zrem" | "set"
+    kind: str  # "zadd" | "zrem"
     key: str
     member: str
     arg: float | int = 0
@@ -240,6 +254,10 @@ class JobStore:
     @property
     def submitting_key(self) -> str:
         return f"{self.p}:submitting"
+
+    @property
+    def credits_circuit_key(self) -> str:
+        return f"{self.p}:circuit:credits"
 
     @property
     def remotes_key(self) -> str:
@@ -422,6 +440,35 @@ class JobStore:
 
     def unschedule(self, key: str, member: str) -> None:
         self.redis.zrem(key, member)
+
+    def snapshot(self, queues: Iterable[str], now: float | None = None) -> Snapshot:
+        """Queue lengths and schedule sizes in one round trip."""
+        queues = list(queues)
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        for key in (self.wakeup_key, self.submitting_key, self.inflight_key, self.poll_key,
+                    self.ambiguous_key, self.outbox_key):  # fmt: skip
+            pipe.zcard(key)
+        pipe.zrange(self.inflight_key, 0, 0, withscores=True)
+        pipe.get(self.credits_circuit_key)
+        values = pipe.execute()
+        n = len(queues)
+        queued, submitting, inflight, pending, ambiguous, outbox = values[n : n + 6]
+        oldest, circuit = values[n + 6], values[n + 7]
+        now = time.time() if now is None else now
+        paused = float(circuit) if circuit and float(circuit) > now else None
+        return Snapshot(
+            queues=dict(zip(queues, values[:n], strict=True)),
+            queued=queued,
+            submitting=submitting,
+            in_flight=inflight,
+            pending_polls=pending,
+            ambiguous=ambiguous,
+            notify_pending=outbox,
+            oldest_in_flight_s=round(now - oldest[0][1], 1) if oldest else 0.0,
+            credits_paused_until=paused,
+        )
 
     def pending_count(self) -> int:
         return cast(int, self.redis.zcard(self.poll_key))

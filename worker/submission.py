@@ -358,12 +358,8 @@ def _back_to_queue(rt: Runtime, record: dict[str, Any], exc: AkoolRetryable) -> 
 # --- credits circuit ----------------------------------------------------------------------
 
 
-def credits_key(rt: Runtime) -> str:
-    return f"{rt.store.p}:circuit:credits"
-
-
 def credits_paused_until(rt: Runtime) -> float | None:
-    value = rt.redis.get(credits_key(rt))
+    value = rt.redis.get(rt.store.credits_circuit_key)
     if value is None:
         return None
     until = float(str(value))
@@ -376,7 +372,10 @@ def _out_of_credits(rt: Runtime, record: dict[str, Any], exc: AkoolInsufficientC
     now = time.time()
     until = now + rt.settings.credits_pause_seconds
     opened = rt.redis.set(
-        credits_key(rt), repr(until), nx=True, ex=max(1, int(rt.settings.credits_pause_seconds) + 1)
+        rt.store.credits_circuit_key,
+        repr(until),
+        nx=True,
+        ex=max(1, int(rt.settings.credits_pause_seconds) + 1),
     )
     rt.store.transition(
         job_id,

@@ -61,7 +61,7 @@ def renotify_stale(rt: Runtime, now: float | None = None) -> int:
 def mark_stuck(rt: Runtime, now: float | None = None) -> int:
     """Jobs in ``submitting`` for longer than a create call can last."""
     now = time.time() if now is None else now
-    limit = rt.settings.connect_timeout + rt.settings.read_timeout + 30.0
+    limit = rt.settings.longest_call_seconds
     stuck = rt.redis.zrangebyscore(rt.store.submitting_key, "-inf", now - limit, start=0, num=BATCH)
     marked = 0
     for job_id in stuck:  # type: ignore[union-attr]
