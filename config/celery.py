@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from kombu import Queue  # type: ignore[attr-defined]
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from config.beat import beat_schedule
 from config.settings import Settings
@@ -23,17 +23,48 @@ from config.settings import Settings
 SUBMIT_QUEUE = "headswap.submit"
 POLL_QUEUE = "headswap.poll"
 NOTIFY_QUEUE = "headswap.notify"
+#: The one list of queues (workers consume them, ops and metrics report them).
 QUEUES = (SUBMIT_QUEUE, POLL_QUEUE, NOTIFY_QUEUE)
 
+
+def queue_object(name: str) -> Queue:
+    """A queue bound to its own direct exchange with its own name as routing key.
+
+    Never leave the exchange to Celery: a Queue without one gets the default exchange and
+    routing key (both ``headswap.submit``), so all three queues were bound to the same
+    pair and one publish to it landed in all three lists (one submit ran three times).
+    """
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+#: ``task_queues``: one exchange and routing key per queue, named like the queue.
+QUEUE_OBJECTS = tuple(queue_object(name) for name in QUEUES)
+
+
+def route(queue: str) -> dict[str, str]:
+    """A ``task_routes`` entry naming the queue, its exchange and its routing key."""
+    return {"queue": queue, "exchange": queue, "routing_key": queue}
+
+
 ROUTES = {
-    "headswap.submit": {"queue": SUBMIT_QUEUE},
-    "headswap.analyze": {"queue": SUBMIT_QUEUE},
-    "headswap.poll_due": {"queue": POLL_QUEUE},
-    "headswap.poll_batch": {"queue": POLL_QUEUE},
-    "headswap.sweep": {"queue": POLL_QUEUE},
-    "headswap.notify": {"queue": NOTIFY_QUEUE},
-    "headswap.deliver_callback": {"queue": NOTIFY_QUEUE},
+    "headswap.submit": route(SUBMIT_QUEUE),
+    "headswap.analyze": route(SUBMIT_QUEUE),
+    "headswap.poll_due": route(POLL_QUEUE),
+    "headswap.poll_batch": route(POLL_QUEUE),
+    "headswap.sweep": route(POLL_QUEUE),
+    "headswap.notify": route(NOTIFY_QUEUE),
+    "headswap.deliver_callback": route(NOTIFY_QUEUE),
 }
+
+#: kombu's Redis transport keeps bindings forever (``_kombu.binding.<exchange>`` and
+#: ``_kombu.binding_permanent.<exchange>``, members ``routing_key\x06\x16\x06\x16queue``).
+#: Before this release every queue was bound to exchange ``headswap.submit``; these
+#: (key, member) pairs must be removed once (SREM) or that exchange still fans out.
+OBSOLETE_BINDINGS = tuple(
+    (f"{prefix}{SUBMIT_QUEUE}", f"{SUBMIT_QUEUE}\x06\x16\x06\x16{queue}")
+    for prefix in ("_kombu.binding.", "_kombu.binding_permanent.")
+    for queue in (POLL_QUEUE, NOTIFY_QUEUE)
+)
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
@@ -60,8 +91,11 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_pool": "threads",
-        "task_queues": (Queue(SUBMIT_QUEUE), Queue(POLL_QUEUE), Queue(NOTIFY_QUEUE)),
+        "task_queues": QUEUE_OBJECTS,
         "task_default_queue": SUBMIT_QUEUE,
+        "task_default_exchange": SUBMIT_QUEUE,
+        "task_default_exchange_type": "direct",
+        "task_default_routing_key": SUBMIT_QUEUE,
         "task_routes": ROUTES,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
