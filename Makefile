@@ -20,6 +20,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check worker tasks config tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 run: $(STAMP)
 	$(BIN)/headswap demo

@@ -9,18 +9,17 @@ redelivered message does not reset them.
 from __future__ import annotations
 
 from celery import Task
-from redis.exceptions import RedisError
 
 from worker import callbacks
-from worker.app import app
-from worker.runtime import get_runtime
+from worker.app import app, get_runtime
+from worker.store import StoreError
 
 
 @app.task(
     name=callbacks.TASK_NAME,
     bind=True,
     max_retries=None,  # bounded by HEADSWAP_CALLBACK_MAX_ATTEMPTS, counted on the job
-    autoretry_for=(RedisError,),
+    autoretry_for=(StoreError,),
     retry_backoff=True,
     retry_backoff_max=60,
 )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
-from redis.exceptions import RedisError
 
 from worker import analysis
-from worker.app import app
-from worker.runtime import get_runtime
+from worker.app import app, get_runtime
+from worker.store import StoreError
 from worker.submission import reject
 from worker.submission import submit as submit_job
 
@@ -18,7 +17,7 @@ from worker.submission import submit as submit_job
     name="headswap.submit",
     bind=True,
     max_retries=None,  # attempts are counted on the job (HEADSWAP_SUBMIT_MAX_RETRIES)
-    autoretry_for=(RedisError,),
+    autoretry_for=(StoreError,),
     retry_backoff=True,
     retry_backoff_max=60,
 )
@@ -40,7 +39,7 @@ def submit(self: Task, *args: Any, **kwargs: Any) -> None:
         raise self.retry(args=(), kwargs=retry_kwargs, countdown=outcome.retry_in)
 
 
-@app.task(name="headswap.analyze", autoretry_for=(RedisError,), retry_backoff=True)
+@app.task(name="headswap.analyze", autoretry_for=(StoreError,), retry_backoff=True)
 def analyze(video_url: str) -> None:
     """Start (once) the analysis of a source video; the poller follows it to its end."""
     analysis.start(get_runtime(), video_url)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from worker import sweeper
-from worker.app import app
-from worker.runtime import get_runtime
+from worker.app import app, get_runtime
 
 
 @app.task(name="headswap.sweep")

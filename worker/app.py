@@ -1,12 +1,18 @@
-"""The Celery app. Builds it from settings and nothing else (``celery -A worker.app``)."""
+"""The Celery app. Builds it from settings and nothing else (``celery -A worker.app``),
+and the worker process's :class:`~worker.runtime.Runtime`, which sends through it."""
 
 from __future__ import annotations
+
+import functools
 
 from celery import Celery
 
 from config.celery import celery_config
 from config.logs import setup_logging
 from config.settings import get_settings
+from worker import lifecycle
+from worker.dispatch import CeleryDispatcher
+from worker.runtime import Runtime
 
 _settings = get_settings()
 setup_logging(_settings)
@@ -17,4 +23,11 @@ app = Celery(
 )
 app.config_from_object(celery_config(_settings))
 
-import worker.lifecycle  # noqa: E402, F401  (heartbeat file, metrics server)
+
+@functools.cache
+def get_runtime() -> Runtime:
+    """The process's runtime: its sends go through this app."""
+    return Runtime(_settings, CeleryDispatcher(app))
+
+
+lifecycle.connect(get_runtime)  # heartbeat file, metrics server, shutdown

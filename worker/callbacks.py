@@ -40,13 +40,11 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import redis
 import requests
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -54,6 +52,7 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 from requests.adapters import HTTPAdapter
 
 from worker import states
+from worker.jobs import CALLBACK_RECORD_FIELDS, public_record
 from worker.timing import full_jitter
 
 if TYPE_CHECKING:
@@ -87,14 +86,7 @@ PERMANENT_STATUS = "http_status"
 EXHAUSTED = "attempts_exhausted"
 
 #: Delivery bookkeeping kept on the job record (not part of the record producers get).
-RECORD_FIELDS = (
-    "callback_status",
-    "callback_attempts",
-    "callback_last_status",
-    "callback_error",
-    "callback_delivered_at",
-    "callback_failed_at",
-)
+RECORD_FIELDS = CALLBACK_RECORD_FIELDS
 
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -163,8 +155,6 @@ def event_id(job_id: str, state: str) -> str:
 
 def callback_body(record: Mapping[str, Any]) -> bytes:
     """The POSTed JSON: the record producers see (the same as the callback task's)."""
-    from worker.notify import public_record
-
     view = public_record(dict(record))
     view.pop("notified_at", None)
     return json.dumps(view, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
@@ -389,58 +379,6 @@ class Outcome:
     http_status: int | None = None
 
 
-# KEYS[1] job hash. Counts one attempt; 0 when the job no longer exists (never recreates it).
-_COUNT_ATTEMPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HINCRBY', KEYS[1], 'callback_attempts', 1)
-"""
-
-# KEYS[1] job hash; ARGV[1] fields JSON ('' deletes). Writes only onto an existing job.
-_UPDATE_EXISTING = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for k, v in pairs(cjson.decode(ARGV[1])) do
-  if v == '' then redis.call('HDEL', KEYS[1], k) else redis.call('HSET', KEYS[1], k, v) end
-end
-return 1
-"""
-
-# KEYS[1] lock; ARGV[1] token
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-def dead_key(prefix: str, job_id: str) -> str:
-    """``prefix`` is the store's ``{p}`` (with braces)."""
-    return f"{prefix}:callback-dead:{job_id}"
-
-
-def dead_index_key(prefix: str) -> str:
-    return f"{prefix}:callback-dead"
-
-
-def lock_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:callback-lock:{job_id}"
-
-
-class _Scripts:
-    def __init__(self, client: redis.Redis) -> None:
-        self.count = client.register_script(_COUNT_ATTEMPT)
-        self.update = client.register_script(_UPDATE_EXISTING)
-        self.release = client.register_script(_RELEASE)
-
-
-_scripts: dict[int, _Scripts] = {}
-
-
-def _scripts_for(client: redis.Redis) -> _Scripts:
-    scripts = _scripts.get(id(client))
-    if scripts is None:
-        scripts = _scripts[id(client)] = _Scripts(client)
-    return scripts
-
-
 def deliver(
     rt: Runtime,
     job_id: str,
@@ -475,17 +413,15 @@ def deliver(
     except ValueError:
         return _dead(rt, record, INVALID_URL, attempts=_attempts(record))
 
-    scripts = _scripts_for(rt.redis)
-    lock = lock_key(store.p, job_id)
-    token = uuid.uuid4().hex
-    lock_ttl = int(s.callback_connect_timeout + s.callback_read_timeout + 30)
-    if not rt.redis.set(lock, token, nx=True, ex=lock_ttl):
+    lock_ttl = s.callback_connect_timeout + s.callback_read_timeout + 30
+    token = store.guards.lock("callback", job_id, lock_ttl)
+    if token is None:
         # Another run of this job's delivery is under way; it carries on the chain.
         return Outcome("skipped", reason="in_progress")
     try:
-        return _attempt(rt, record, target, secret, info, scripts, session, resolver, rng)
+        return _attempt(rt, record, target, secret, info, session, resolver, rng)
     finally:
-        scripts.release(keys=[lock], args=[token])
+        store.guards.unlock("callback", job_id, token)
 
 
 def _attempt(
@@ -494,7 +430,6 @@ def _attempt(
     target: Target,
     secret: str,
     info: dict[str, Any],
-    scripts: _Scripts,
     session: requests.Session | None,
     resolver: Resolver,
     rng: random.Random | None,
@@ -508,12 +443,12 @@ def _attempt(
         log.warning("callback refused: address not allowed", extra={**info, "detail": str(exc)})
         return _dead(rt, record, BLOCKED_ADDRESS, attempts=_attempts(record), error=str(exc))
     except (OSError, UnicodeError, ValueError) as exc:
-        attempt = int(scripts.count(keys=[rt.store.job_key(job_id)]))
+        attempt = _count_attempt(rt, job_id)
         if attempt == 0:
             return Outcome("skipped", reason="job_expired")
         return _failed_attempt(rt, record, attempt, None, f"dns: {type(exc).__name__}", None, rng)
 
-    attempt = int(scripts.count(keys=[rt.store.job_key(job_id)]))
+    attempt = _count_attempt(rt, job_id)
     if attempt == 0:
         return Outcome("skipped", reason="job_expired")
     body = callback_body(record)
@@ -612,9 +547,16 @@ def _attempts(record: Mapping[str, Any]) -> int:
         return 0
 
 
+def _count_attempt(rt: Runtime, job_id: str) -> int:
+    """One more attempt on the record; 0 when the job no longer exists (never recreated)."""
+    _, count = rt.store.update(job_id, incr="callback_attempts")
+    return count
+
+
 def _update(rt: Runtime, job_id: str, fields: Mapping[str, Any]) -> None:
-    encoded = {k: str(v) for k, v in fields.items() if v is not None}
-    _scripts_for(rt.redis).update(keys=[rt.store.job_key(job_id)], args=[json.dumps(encoded)])
+    """Delivery bookkeeping on an existing job ('' deletes a field)."""
+    rt.store.update(job_id, {k: (None if v == "" else v) for k, v in fields.items()
+                             if v is not None})  # fmt: skip
 
 
 def _dead(
@@ -641,14 +583,7 @@ def _dead(
         "last_error": error or "",
         "at": repr(now),
     }
-    retention = int(rt.settings.job_retention_seconds)
-    key, index = dead_key(store.p, job_id), dead_index_key(store.p)
-    pipe = rt.redis.pipeline(transaction=True)
-    pipe.hset(key, mapping=letter)
-    pipe.expire(key, retention)
-    pipe.zadd(index, {job_id: now})
-    pipe.zremrangebyscore(index, "-inf", now - retention)
-    pipe.execute()
+    store.callbacks.write_dead_letter(job_id, letter, now)
     fields: dict[str, Any] = {
         "callback_status": FAILED,
         "callback_attempts": attempts,
@@ -671,28 +606,3 @@ def _without_credentials(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def read_dead_letters(
-    client: redis.Redis, prefix: str, *, limit: int = 100, since: float | None = None
-) -> list[dict[str, Any]]:
-    """Dead letters, newest first (``prefix`` is the store's ``{p}``)."""
-    index = dead_index_key(prefix)
-    low: float | str = "-inf" if since is None else since
-    ids = cast(list[str], client.zrevrangebyscore(index, "+inf", low, start=0, num=limit))
-    if not ids:
-        return []
-    pipe = client.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hgetall(dead_key(prefix, job_id))
-    out: list[dict[str, Any]] = []
-    for raw in cast(list[dict[str, str]], pipe.execute()):
-        if not raw:
-            continue  # expired
-        letter: dict[str, Any] = dict(raw)
-        letter["attempts"] = int(raw.get("attempts") or 0)
-        letter["last_status"] = int(raw["last_status"]) if raw.get("last_status") else None
-        letter["last_error"] = raw.get("last_error") or None
-        letter["at"] = float(raw.get("at") or 0)
-        out.append(letter)
-    return out

@@ -103,3 +103,14 @@ def for_code(code: int, msg: str | None, *, unsafe: bool, operation: str) -> Ako
         # because an answered envelope means the server did not create the task.
         return AkoolRetryable(text, code=code, msg=msg, http_status=200, operation=operation)
     return AkoolFatal(text, code=code, msg=msg, http_status=200, operation=operation)
+
+
+def is_verdict(exc: AkoolError) -> bool:
+    """Is this refusal Akool's verdict on what we sent (worth remembering for that input),
+    rather than trouble of ours — credentials (1101/1102/1200), an id Akool does not know
+    (1014), or an HTTP-level refusal without a business code?"""
+    return (
+        isinstance(exc, AkoolFatal)
+        and not isinstance(exc, AkoolAuthError | AkoolNotFound)
+        and exc.code is not None
+    )

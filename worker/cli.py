@@ -67,9 +67,12 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 def _runtime() -> Any:
-    from worker.runtime import get_runtime
+    from config.settings import get_settings
+    from worker.dispatch import CeleryDispatcher, sender_app
+    from worker.runtime import Runtime
 
-    return get_runtime()
+    settings = get_settings()
+    return Runtime(settings, CeleryDispatcher(sender_app(settings, "headswap-cli")))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@
     ├── JobNotFound                 no such job id in the store
     ├── TransitionRefused           a state move not allowed from the current state
     ├── InFlightCapReached          HEADSWAP_MAX_IN_FLIGHT tasks are at Akool; wait, no retry spent
+    ├── NonceReplayed               a webhook delivery that was already stored
     └── AkoolError                  anything the Akool API did (code, msg, http_status)
         ├── AkoolRetryable          not executed: retry with backoff (honour retry_after)
         ├── AkoolAmbiguous          may have executed: never resubmit blindly
@@ -69,6 +70,14 @@ class InFlightCapReached(HeadswapError):
         self.job_id = job_id
         self.cap = cap
         super().__init__(f"job {job_id}: {cap} tasks already in flight at Akool")
+
+
+class NonceReplayed(HeadswapError):
+    """A webhook delivery (its nonce) was stored before: nothing changes."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id}: webhook delivery already stored")
 
 
 class AkoolError(HeadswapError):

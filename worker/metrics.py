@@ -15,6 +15,8 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from config.celery import QUEUES
+
 log = logging.getLogger(__name__)
 
 AKOOL_CALLS = Counter(
@@ -54,14 +56,13 @@ def observe_call(operation: str, result: str, seconds: float) -> None:
 class StoreCollector(Collector):
     """Global gauges read from the store on scrape (a few O(1)/O(log n) Redis calls)."""
 
-    def __init__(self, runtime: Any) -> None:
-        self.rt = runtime
+    def __init__(self, store: Any) -> None:
+        self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from config.celery import QUEUES
-
         try:
-            snap = self.rt.store.snapshot(QUEUES)
+            snap = self.store.snapshot(QUEUES)
+            tick_age = self.store.guards.last_tick_age("poll_due")
         except Exception:  # a scrape must not crash the process; report nothing this time
             log.warning("metrics scrape could not read Redis", exc_info=True)
             return
@@ -93,17 +94,22 @@ class StoreCollector(Collector):
         for name, value in snap.queues.items():
             depth.add_metric([name], value)
         yield depth
+        yield GaugeMetricFamily(
+            "headswap_beat_last_tick_age_seconds",
+            "Seconds since beat's poll tick last ran (server clock); alert when it grows.",
+            value=-1.0 if tick_age is None else tick_age,
+        )
 
 
 _started = False
 
 
-def start_metrics_server(port: int, runtime: Any) -> bool:
+def start_metrics_server(port: int, store: Any) -> bool:
     """Serve ``/metrics`` on ``port`` once per process (0 = disabled)."""
     global _started
     if not port or _started:
         return False
-    REGISTRY.register(StoreCollector(runtime))
+    REGISTRY.register(StoreCollector(store))
     start_http_server(port)
     _started = True
     log.info("metrics listening", extra={"port": port})

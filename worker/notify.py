@@ -1,10 +1,10 @@
 """Telling producers that a job has ended.
 
-A terminal transition puts the job in the outbox (``{p}:outbox``) in the same atomic step;
-:func:`notify` fires the in-process signal and the producer's callback task, then marks
-the job notified and takes it out of the outbox. The sweeper re-sends notify for entries
-left in the outbox (a worker died mid-notify), so a notification is never lost; a short
-lock keeps two concurrent notifies of one job from both firing.
+A terminal transition puts the job in the outbox in the same atomic step; :func:`notify`
+fires the in-process signal and the producer's callback task, then marks the job notified
+and takes it out of the outbox. The sweeper re-sends notify for entries left in the outbox
+(a worker died mid-notify), so a notification is never lost; a short lock keeps two
+concurrent notifies of one job from both firing.
 
 A job with a ``callback_url`` also gets its HTTP callback: notify only enqueues
 ``headswap.deliver_callback`` (the job id is its one argument) and marks the record
@@ -15,34 +15,28 @@ in their own task, so a slow producer endpoint never holds up a notification.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
-from worker import callbacks, signals, states
+from worker import signals, states
+from worker.jobs import public_record
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 120
 CALLBACK_QUEUE = "headswap.notify"
-
-
-def public_record(record: dict[str, Any]) -> dict[str, Any]:
-    """The job record as producers see it (no internal bookkeeping fields)."""
-    hidden = {"not_found_count", *callbacks.RECORD_FIELDS}
-    return {k: v for k, v in record.items() if k not in hidden}
+CALLBACK_TASK = "headswap.deliver_callback"
+CALLBACK_PENDING = "pending"
 
 
 def notify(rt: Runtime, job_id: str) -> bool:
     """Fire the completion signals of a terminal job once. Returns True when it fired."""
     record = rt.store.get(job_id)
     if record is None or record.get("notified_at"):
-        rt.store.unschedule(rt.store.outbox_key, job_id)
+        rt.store.unschedule("outbox", job_id)
         return False
     if record["state"] not in states.TERMINAL:
         return False
-    lock = f"{rt.store.p}:notify-lock:{job_id}"
-    if not rt.redis.set(lock, "1", nx=True, ex=LOCK_SECONDS):
+    if rt.store.guards.lock("notify", job_id, LOCK_SECONDS) is None:
         return False
     view = public_record(record)
     signals.TERMINAL_SIGNALS[record["state"]].send(sender="headswap", job=view)
@@ -51,10 +45,10 @@ def notify(rt: Runtime, job_id: str) -> bool:
         rt.send_args(callback["name"], (view,), queue=callback.get("queue"))
     if record.get("callback_url"):
         # pending before the task exists, so the task's own verdict is never overwritten
-        rt.redis.hsetnx(rt.store.job_key(job_id), "callback_status", callbacks.PENDING)
-        rt.send(callbacks.TASK_NAME, {"job_id": job_id}, queue=CALLBACK_QUEUE)
-    rt.store.update(job_id, {"notified_at": time.time()})
-    rt.store.unschedule(rt.store.outbox_key, job_id)
+        rt.store.update(job_id, {"callback_status": CALLBACK_PENDING}, absent="callback_status")
+        rt.send(CALLBACK_TASK, {"job_id": job_id}, queue=CALLBACK_QUEUE)
+    rt.store.update(job_id, stamp=("notified_at",))
+    rt.store.unschedule("outbox", job_id)
     log.info("job notified", extra={"job_id": job_id, "state": record["state"]})
     return True
 

@@ -1,33 +1,24 @@
 """Following remote tasks to their end.
 
-The schedule is a Redis sorted set (``{p}:poll``) of job ids (and ``a:<hash>`` analyses)
-scored by next poll time. :func:`claim_and_fan_out` (beat, every few seconds) takes due
-members atomically and moves their score forward by a lease, so two beats or two pollers
-never take the same member in one round; a lost ``poll_batch`` message simply lets the
-lease run out and the member comes due again.
+The schedule is a Redis sorted set (``poll``) of job ids (and ``a:<hash>`` analyses)
+scored by next poll time on the Redis server's clock. :func:`claim_and_fan_out` (beat,
+every few seconds) takes due members atomically and moves their score forward by a lease,
+so two beats or two pollers never take the same member in one round; a lost
+``poll_batch`` message simply lets the lease run out and the member comes due again.
 
-:func:`apply_remote_status` is the one place a remote status becomes a job state; the
+What a remote status does to a job is :meth:`worker.jobs.Jobs.apply_remote_status`'s; the
 poller and the webhook receiver both call it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from typing import Any, cast
+from typing import Any
 
 from worker import analysis, metrics, states
-from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSING, Task
-from worker.errors import (
-    AkoolError,
-    AkoolFatal,
-    AkoolNotFound,
-    TransitionRefused,
-)
+from worker.errors import AkoolError, AkoolFatal, AkoolNotFound
 from worker.notify import notify_now
 from worker.runtime import Runtime
-from worker.store import Op
 from worker.timing import next_poll_interval, transient_pause
 
 log = logging.getLogger(__name__)
@@ -36,14 +27,25 @@ log = logging.getLogger(__name__)
 RATE_MAX_BLOCK_SECONDS = 1.0
 #: How many "not found" answers in a row before a remote task is declared lost.
 NOT_FOUND_LIMIT = 3
+#: Beat ticks later than this many intervals are logged: the pipeline stood still.
+LATE_TICKS = 5
 
 
 def claim_and_fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
-    """Claim due members and send them out as ``headswap.poll_batch`` messages."""
+    """Claim due members and send them out as ``headswap.poll_batch`` messages.
+
+    A tick that comes less than half an interval after the previous one (ticks that
+    piled up while no worker took them, or a second beat) is skipped: by the server's
+    clock, so it needs no agreement between the clocks of beat and workers.
+    """
     s = rt.settings
-    due = rt.store.claim_due(
-        rt.store.poll_key, time.time(), s.poll_lease_seconds, s.poll_batch_size * max_batches
-    )
+    gap = rt.store.guards.tick("poll_due", min_gap=s.poll_tick_seconds / 2)
+    if gap is None:
+        return 0
+    if gap > LATE_TICKS * s.poll_tick_seconds:
+        log.warning("poll ticks were late: nothing was polled meanwhile",
+                    extra={"gap_seconds": round(gap, 1)})  # fmt: skip
+    due = rt.store.claim_due("poll", s.poll_lease_seconds, s.poll_batch_size * max_batches)
     for start in range(0, len(due), s.poll_batch_size):
         batch = due[start : start + s.poll_batch_size]
         rt.send("headswap.poll_batch", {"members": batch}, queue="headswap.poll")
@@ -64,12 +66,12 @@ def poll_batch(rt: Runtime, members: list[str]) -> None:
 def poll_job(rt: Runtime, job_id: str) -> None:
     record = rt.store.get(job_id)
     if record is None or record["state"] not in states.REMOTE_ACTIVE:
-        rt.store.unschedule(rt.store.poll_key, job_id)
+        rt.store.unschedule("poll", job_id)
         return
     wait = rt.detail_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
     if wait > 0:  # over the global detail rate: ask later instead of holding the thread
         metrics.RATE_LIMIT_WAITS.labels("detail").inc()
-        _reschedule(rt, record, wait)
+        _reschedule(rt, job_id, wait)
         return
     try:
         task = rt.akool.task_detail(record["remote_id"])
@@ -78,19 +80,22 @@ def poll_job(rt: Runtime, job_id: str) -> None:
         return
     except AkoolFatal as exc:
         log.error("task detail refused", extra={"job_id": job_id, "code": exc.code})
-        _reschedule(rt, record, rt.settings.poll_max_interval_seconds)
+        _reschedule(rt, job_id, rt.settings.poll_max_interval_seconds)
         return
     except AkoolError as exc:
-        pause = transient_pause(rt.settings.poll_min_interval_seconds, exc.retry_after)
-        _reschedule(rt, record, pause)
+        _reschedule(rt, job_id, transient_pause(rt.settings.poll_min_interval_seconds,
+                                                exc.retry_after))  # fmt: skip
         return
-    if not apply_remote_status(rt, job_id, task, source="poll"):
-        age = time.time() - float(record.get("submitted_at") or time.time())
-        _reschedule(rt, record, _interval(rt, age))
+    if rt.jobs.apply_remote_status(job_id, task, source="poll"):
+        notify_now(rt, job_id)
+    else:  # "xx": a job that ended meanwhile has left the schedule and stays out
+        _reschedule(rt, job_id, _interval(rt, record))
 
 
-def _interval(rt: Runtime, age: float) -> float:
+def _interval(rt: Runtime, record: dict[str, Any]) -> float:
     s = rt.settings
+    submitted = float(record.get("submitted_at") or 0)
+    age = max(0.0, rt.store.clock() - submitted) if submitted else 0.0
     return next_poll_interval(
         age,
         minimum=s.poll_min_interval_seconds,
@@ -100,64 +105,16 @@ def _interval(rt: Runtime, age: float) -> float:
     )
 
 
-def _reschedule(rt: Runtime, record: dict[str, Any], delay: float) -> None:
-    rt.store.schedule_if_present(rt.store.poll_key, record["job_id"], time.time() + delay)
+def _reschedule(rt: Runtime, job_id: str, delay: float) -> None:
+    rt.store.schedule("poll", job_id, delay, "xx")
 
 
 def _not_found(rt: Runtime, record: dict[str, Any], exc: AkoolNotFound) -> None:
     job_id = record["job_id"]
-    count = cast(int, rt.redis.hincrby(rt.store.job_key(job_id), "not_found_count", 1))
+    count = rt.jobs.count_not_found(job_id)
     if count < NOT_FOUND_LIMIT:
-        _reschedule(rt, record, rt.settings.poll_min_interval_seconds * count)
+        _reschedule(rt, job_id, rt.settings.poll_min_interval_seconds * count)
         return
     fields = {"reason": "remote_not_found", "error": exc.as_dict()}
-    _finish(rt, job_id, states.FAILED, fields, "poll")
-
-
-def apply_remote_status(rt: Runtime, job_id: str, task: Task, *, source: str) -> bool:
-    """Apply what Akool says about a task to its job. Returns True when the job is final.
-
-    Safe to call twice with the same news (poller and webhook racing): the state machine
-    refuses the second move and nothing else happens.
-    """
-    if task.status == STATUS_COMPLETED:
-        if not task.output_url:
-            log.error("completed task without output url", extra={"job_id": job_id})
-            return False
-        fields = {"output_url": task.output_url, "remote_status": task.status, "source": source}
-        return _finish(rt, job_id, states.SUCCEEDED, fields, source)
-    if task.status == STATUS_FAILED:
-        error = {"code": task.error_code, "msg": task.error_reason, "operation": "task"}
-        fields = {"reason": "akool_failed", "error": error, "remote_status": task.status}
-        return _finish(rt, job_id, states.FAILED, {**fields, "source": source}, source)
-    if task.status == STATUS_PROCESSING:
-        with contextlib.suppress(TransitionRefused):  # already processing
-            rt.store.transition(
-                job_id,
-                states.PROCESSING,
-                fields={"remote_status": task.status, "progress": task.progress},
-            )
-        return False
-    if task.progress is not None:
-        rt.store.update(job_id, {"progress": task.progress})
-    return False
-
-
-def _finish(rt: Runtime, job_id: str, target: str, fields: dict[str, Any], source: str) -> bool:
-    try:
-        rt.store.transition(
-            job_id,
-            target,
-            fields=fields,
-            event={"reason": fields.get("reason"), "output_url": fields.get("output_url")},
-            ops=[Op("zrem", rt.store.ambiguous_key, job_id)],
-        )
-    except TransitionRefused as exc:
-        return exc.current in states.TERMINAL
-    if source == "webhook":
-        # The receiver process does not load the producers' signal receivers: notify
-        # where they live, in a worker.
-        rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
-    else:
+    if rt.jobs.finish(job_id, states.FAILED, fields):
         notify_now(rt, job_id)
-    return True

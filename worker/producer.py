@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
-from celery import Celery
-
-from config.celery import SUBMIT_QUEUE, celery_config
+from config.celery import NOTIFY_QUEUE, SUBMIT_QUEUE
 from config.settings import Settings, get_settings
 from worker import states
-from worker.errors import JobNotFound, TransitionRefused
-from worker.runtime import redis_client
-from worker.schemas import validate_job
-from worker.store import JobStore
-from worker.submission import new_job_id, record_fields
+from worker.dispatch import CeleryDispatcher, sender_app
+from worker.errors import JobValidationError
+from worker.jobs import Jobs, Timings, new_job_id
+from worker.schemas import ContractPolicy
+from worker.store import open_store
 
 
 class Producer:
@@ -46,16 +44,11 @@ class Producer:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.redis = redis_client(self.settings)
-        self.store = JobStore(
-            self.redis,
-            self.settings.key_prefix,
-            retention_seconds=self.settings.job_retention_seconds,
-            idempotency_ttl=self.settings.idempotency_ttl_seconds,
-            resend_after=self.settings.resend_after_seconds,
-        )
-        self.celery = Celery("headswap-producer", set_as_current=False)
-        self.celery.config_from_object(celery_config(self.settings))
+        self.store = open_store(self.settings)
+        self.jobs = Jobs(self.store, Timings(resend_after=self.settings.resend_after_seconds))
+        self.policy = ContractPolicy.from_settings(self.settings)
+        self.celery = sender_app(self.settings, "headswap-producer")
+        self._dispatch = CeleryDispatcher(self.celery)
 
     def submit(self, **message: Any) -> str:
         """Validate and enqueue one job; return its job id.
@@ -64,21 +57,26 @@ class Producer:
         ``resolution``, ``model_name``, ``template_id``, ``keep_original_sound``,
         ``webhookUrl``, ``job_id``, ``idempotency_key``, ``callback_task``,
         ``callback_url``, ``metadata``). With a known ``idempotency_key`` the existing
-        job's id comes back and nothing new is enqueued.
+        job's id comes back and nothing new is enqueued. Raises
+        :class:`~worker.errors.JobValidationError` for everything the worker would
+        refuse — including an ``idempotency_key`` or ``job_id`` already used for a job
+        with other parameters.
         """
         message = {k: v for k, v in message.items() if v is not None}
-        job = validate_job(message, self.settings.allowed_models)
+        job = self.policy.validate(message)
         job_id = job["job_id"] or new_job_id()
         message["job_id"] = job_id
-        created, existing = self.store.create(
-            job_id,
-            record_fields(job),
-            idempotency_key=job.get("idempotency_key"),
-            wakeup_at=time.time() + self.settings.resend_after_seconds,
-        )
-        if created:
-            self.celery.send_task("headswap.submit", kwargs=message, queue=SUBMIT_QUEUE)
-        return existing
+        created = self.jobs.enqueue(job_id, job)
+        if created.status == "conflict":
+            raise JobValidationError({"idempotency_key": [
+                f"Key {job.get('idempotency_key')!r} was used for job {created.job_id} "
+                "with different parameters."]})  # fmt: skip
+        if created.status == "taken":
+            raise JobValidationError({"job_id": [
+                f"Job {job_id} exists with different parameters."]})  # fmt: skip
+        if created.status == "created":
+            self._dispatch.send("headswap.submit", kwargs=message, queue=SUBMIT_QUEUE)
+        return created.job_id
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job record, or None for an unknown (or expired) job."""
@@ -97,51 +95,33 @@ class Producer:
                 state = record["state"] if record else "unknown"
                 raise TimeoutError(f"job {job_id} not finished after {timeout}s (state {state})")
             block_ms = max(1, int(min(interval, remaining) * 1000))
-            entries = self.redis.xread({self.store.events_key: last_id}, count=100, block=block_ms)
-            for _stream, items in cast(list[tuple[str, list[tuple[str, Any]]]], entries or []):
-                if items:
-                    last_id = items[-1][0]
+            last_id = self.store.events.wait(last_id, block_ms)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a job that has not been submitted to Akool yet. False when too late."""
-        try:
-            self.store.transition(job_id, states.CANCELLED, event={"reason": "cancelled"})
-        except TransitionRefused:
+        if not self.jobs.cancel(job_id):
             return False
-        except JobNotFound:
-            return False
-        self.celery.send_task("headswap.notify", kwargs={"job_id": job_id}, queue="headswap.notify")
+        self._dispatch.send("headswap.notify", kwargs={"job_id": job_id}, queue=NOTIFY_QUEUE)
         return True
 
     def analyze(self, video_url: str) -> None:
         """Ask the workers to analyse a source video ahead of the jobs that will use it."""
-        self.celery.send_task("headswap.analyze", args=(video_url,), queue=SUBMIT_QUEUE)
+        self._dispatch.send("headswap.analyze", args=(video_url,), queue=SUBMIT_QUEUE)
 
     # --- the event stream ---------------------------------------------------------------
 
     def ensure_group(self, group: str, start: str = "0") -> None:
         """Create a consumer group on the event stream (no error if it exists)."""
-        try:
-            self.redis.xgroup_create(self.store.events_key, group, id=start, mkstream=True)
-        except Exception as exc:  # redis.ResponseError BUSYGROUP
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self.store.events.ensure_group(group, start)
 
     def read_events(
         self, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000
     ) -> list[tuple[str, dict[str, str]]]:
         """New events for this consumer of ``group``; ack them with :meth:`ack_events`."""
-        reply = self.redis.xreadgroup(
-            group, consumer, {self.store.events_key: ">"}, count=count, block=block_ms
-        )
-        out: list[tuple[str, dict[str, str]]] = []
-        for _stream, items in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or []):
-            out.extend(items)
-        return out
+        return self.store.events.read_group(group, consumer, count=count, block_ms=block_ms)
 
     def ack_events(self, group: str, ids: Iterable[str]) -> int:
-        ids = list(ids)
-        return cast(int, self.redis.xack(self.store.events_key, group, *ids)) if ids else 0
+        return self.store.events.ack(group, ids)
 
     # --- HTTP callbacks ------------------------------------------------------------------
 
@@ -154,12 +134,10 @@ class Producer:
         time). ``since`` keeps only letters written at or after that time. Letters expire
         with their job (``HEADSWAP_JOB_RETENTION_SECONDS``).
         """
-        from worker.callbacks import read_dead_letters
-
-        return read_dead_letters(self.redis, self.store.p, limit=limit, since=since)
+        return self.store.callbacks.read_dead_letters(limit=limit, since=since)
 
     def close(self) -> None:
-        self.redis.close()
+        self.store.close()
 
 
 def job_summary(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,50 +1,46 @@
-"""Per-process singletons: settings, the store, the Akool client, and task dispatch.
+"""What a flow needs, per process: settings, the store and its lifecycle, the Akool
+client, the global limits, and the dispatcher that sends tasks.
 
-Built lazily on first use (a worker thread, the webhook, a CLI command) and shared by
-the threads of the process; redis-py and a ``requests.Session`` are safe to share.
+Built once per process by its entry point (``worker.app`` for workers, the webhook app,
+the CLI) with the dispatcher that fits it, and shared by the process's threads; redis-py
+and a ``requests.Session`` are safe to share.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import redis
-
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from worker.akool import AkoolClient
+from worker.dispatch import Dispatcher
+from worker.jobs import Jobs, Timings
 from worker.limits import Rate, RateLimiter
-from worker.store import JobStore
-
-
-class Dispatcher(Protocol):
-    def __call__(self, name: str, kwargs: Mapping[str, Any], queue: str | None = None) -> None: ...
+from worker.store import JobStore, open_store
 
 
 class Runtime:
-    def __init__(self, settings: Settings, dispatch: Dispatcher | None = None) -> None:
+    def __init__(
+        self, settings: Settings, dispatcher: Dispatcher, store: JobStore | None = None
+    ) -> None:
         self.settings = settings
-        self.redis = redis_client(settings)
-        self.store = JobStore(
-            self.redis,
-            settings.key_prefix,
-            retention_seconds=settings.job_retention_seconds,
-            idempotency_ttl=settings.idempotency_ttl_seconds,
-            resend_after=settings.resend_after_seconds,
+        self.store = store or open_store(settings)
+        self.jobs = Jobs(
+            self.store,
+            Timings(
+                resend_after=settings.resend_after_seconds,
+                ambiguous_grace=settings.ambiguous_grace_seconds,
+                nonce_ttl=int(settings.webhook_max_skew_seconds * 2) + 1,
+            ),
         )
         self.create_limiter = RateLimiter(
-            self.redis,
-            f"{self.store.p}:rate:create",
-            Rate(settings.create_rate, settings.rate_burst),
+            self.store.guards, "create", Rate(settings.create_rate, settings.rate_burst)
         )
         self.detail_limiter = RateLimiter(
-            self.redis,
-            f"{self.store.p}:rate:detail",
-            Rate(settings.detail_rate, settings.rate_burst),
+            self.store.guards, "detail", Rate(settings.detail_rate, settings.rate_burst)
         )
-        self._dispatch = dispatch
+        self.dispatcher = dispatcher
         self._client: AkoolClient | None = None
         self._lock = threading.Lock()
 
@@ -57,36 +53,9 @@ class Runtime:
         return self._client
 
     def send(self, name: str, kwargs: Mapping[str, Any], queue: str | None = None) -> None:
-        """Send a task by name (to our own queues or a producer's callback task)."""
-        if self._dispatch is None:
-            from worker.app import app
+        """Send a task by name with keyword arguments (our own queues)."""
+        self.dispatcher.send(name, kwargs=kwargs, queue=queue)
 
-            app.send_task(name, kwargs=dict(kwargs), queue=queue)
-        else:
-            self._dispatch(name, kwargs, queue)
-
-    def send_args(self, name: str, args: tuple[Any, ...], queue: str | None = None) -> None:
-        from worker.app import app
-
-        app.send_task(name, args=args, queue=queue)
-
-
-def redis_client(settings: Settings) -> redis.Redis:
-    tls: dict[str, Any] = {}
-    if settings.redis_url.startswith("rediss://"):
-        tls = {"ssl_cert_reqs": "required", "ssl_ca_certs": settings.redis_ca_file or None}
-    return redis.Redis.from_url(
-        settings.redis_url,
-        **tls,
-        decode_responses=True,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        health_check_interval=25,
-        retry_on_timeout=True,
-    )
-
-
-@functools.cache
-def get_runtime() -> Runtime:
-    return Runtime(get_settings())
+    def send_args(self, name: str, args: Sequence[Any], queue: str | None = None) -> None:
+        """Send a task by name with positional arguments (a producer's callback task)."""
+        self.dispatcher.send(name, args=args, queue=queue)

@@ -17,6 +17,8 @@ or a second poller can do no harm.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 QUEUED: Final = "queued"
@@ -46,6 +48,57 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     REJECTED: frozenset({QUEUED}),
     CANCELLED: frozenset({QUEUED}),
 }
+
+
+#: Schedules (Redis sorted sets of the store) and the states whose jobs each may hold.
+#: A transition takes the job out of every schedule that does not hold its new state.
+SCHEDULE_HOLDS: Final[dict[str, frozenset[str]]] = {
+    "wakeup": frozenset({QUEUED}),  # when to (re)send a queued job's submit message
+    "submitting": frozenset({SUBMITTING}),  # since when a create has been under way
+    "ambiguous": frozenset({SUBMITTING}),  # creates that may have run, by grace deadline
+    "inflight": frozenset({SUBMITTING, SUBMITTED, PROCESSING}),  # tasks at Akool (the cap)
+    "poll": frozenset({SUBMITTED, PROCESSING}),  # next detail call of a remote task
+    "outbox": TERMINAL,  # finished jobs whose notification has not completed
+}
+
+#: Schedules a job joins on entering a state. The arrow may give a delay (seconds from
+#: now, then the score is set); without one the job joins at "now" unless already there.
+SCHEDULES_JOINED: Final[dict[str, tuple[str, ...]]] = {
+    QUEUED: ("wakeup",),
+    SUBMITTING: ("submitting", "inflight"),
+    SUBMITTED: ("inflight", "poll"),
+    PROCESSING: ("inflight", "poll"),
+    **{state: ("outbox",) for state in TERMINAL},
+}
+
+#: States whose job is found by its Akool task id (the remote-id index).
+REMOTE_INDEXED: Final = REMOTE_ACTIVE
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """The schedule moves of one transition, as data for the store's script."""
+
+    leave: tuple[str, ...]
+    join: tuple[tuple[str, float, bool], ...]  # (schedule, delay seconds, only if absent)
+
+
+def schedule_plan(target: str, delays: Mapping[str, float] | None = None) -> SchedulePlan:
+    """Which schedules a job entering ``target`` leaves and joins.
+
+    ``delays`` gives the score (seconds from now) of a joined schedule; a schedule not
+    named there is joined at "now", and only if the job is not already in it.
+    """
+    delays = delays or {}
+    unknown = set(delays) - set(SCHEDULES_JOINED.get(target, ()))
+    if unknown:
+        raise ValueError(f"{target!r} does not join {sorted(unknown)}")
+    leave = tuple(name for name, holds in SCHEDULE_HOLDS.items() if target not in holds)
+    join = tuple(
+        (name, float(delays.get(name, 0.0)), name not in delays)
+        for name in SCHEDULES_JOINED.get(target, ())
+    )
+    return SchedulePlan(leave, join)
 
 
 def allowed_from(target: str) -> frozenset[str]:

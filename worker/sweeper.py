@@ -9,17 +9,19 @@
 - **ambiguous deadlines**: an ambiguous job whose grace period ran out fails with reason
   ``ambiguous_submission`` — or, with ``HEADSWAP_AMBIGUOUS_POLICY=resubmit``, goes back to
   ``queued`` and is created again.
+
+"Due" is always by the Redis server's clock (the store's claim script).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from worker import states
-from worker.errors import TransitionRefused
+from worker.jobs import message_from_record
+from worker.notify import notify_now
 from worker.runtime import Runtime
-from worker.submission import fail, mark_ambiguous, message_from_record
+from worker.submission import WORKER_LOST
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ BATCH = 500
 
 
 def sweep(rt: Runtime) -> dict[str, int]:
+    if rt.store.guards.tick("sweep", min_gap=1.0) is None:
+        return {}  # ticks that piled up, or a second beat: the previous sweep is recent
     return {
         "resent": resend_due(rt),
         "renotified": renotify_stale(rt),
@@ -35,71 +39,55 @@ def sweep(rt: Runtime) -> dict[str, int]:
     }
 
 
-def resend_due(rt: Runtime, now: float | None = None) -> int:
-    now = time.time() if now is None else now
-    due = rt.store.claim_due(rt.store.wakeup_key, now, rt.settings.resend_after_seconds, BATCH)
+def resend_due(rt: Runtime) -> int:
+    due = rt.store.claim_due("wakeup", rt.settings.resend_after_seconds, BATCH)
     sent = 0
     for job_id in due:
         record = rt.store.get(job_id)
         if record is None or record["state"] != states.QUEUED:
-            rt.store.unschedule(rt.store.wakeup_key, job_id)
+            rt.store.unschedule("wakeup", job_id)
             continue
         rt.send("headswap.submit", message_from_record(record), queue="headswap.submit")
         sent += 1
     return sent
 
 
-def renotify_stale(rt: Runtime, now: float | None = None) -> int:
-    now = time.time() if now is None else now
+def renotify_stale(rt: Runtime) -> int:
     grace = rt.settings.notify_grace_seconds
-    due = rt.store.claim_due(rt.store.outbox_key, now - grace, grace * 2, BATCH)
+    due = rt.store.claim_due("outbox", grace * 2, BATCH, lag=grace)
     for job_id in due:
         rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
     return len(due)
 
 
-def mark_stuck(rt: Runtime, now: float | None = None) -> int:
+def mark_stuck(rt: Runtime) -> int:
     """Jobs in ``submitting`` for longer than a create call can last."""
-    now = time.time() if now is None else now
-    limit = rt.settings.longest_call_seconds
-    stuck = rt.redis.zrangebyscore(rt.store.submitting_key, "-inf", now - limit, start=0, num=BATCH)
+    stuck = rt.store.claim_due("submitting", 0, BATCH, lag=rt.settings.longest_call_seconds)
     marked = 0
-    for job_id in stuck:  # type: ignore[union-attr]
-        record = rt.store.get(str(job_id))
+    for job_id in stuck:
+        record = rt.store.get(job_id)
         if record is None or record["state"] != states.SUBMITTING:
-            rt.store.unschedule(rt.store.submitting_key, str(job_id))
+            rt.store.unschedule("submitting", job_id)
             continue
-        if not record.get("ambiguous_at"):
-            mark_ambiguous(rt, str(job_id), None)
+        if not record.get("ambiguous_at") and rt.jobs.mark_ambiguous(job_id, WORKER_LOST):
             marked += 1
     return marked
 
 
-def resolve_ambiguous(rt: Runtime, now: float | None = None) -> int:
-    now = time.time() if now is None else now
-    due = rt.redis.zrangebyscore(rt.store.ambiguous_key, "-inf", now, start=0, num=BATCH)
+def resolve_ambiguous(rt: Runtime) -> int:
+    due = rt.store.claim_due("ambiguous", 0, BATCH)
     resolved = 0
-    for raw in due:  # type: ignore[union-attr]
-        job_id = str(raw)
-        rt.store.unschedule(rt.store.ambiguous_key, job_id)
+    for job_id in due:
+        rt.store.unschedule("ambiguous", job_id)
         record = rt.store.get(job_id)
         if record is None or record["state"] != states.SUBMITTING:
             continue
         resolved += 1
         if rt.settings.ambiguous_policy == "resubmit":
-            _resubmit(rt, job_id)
-        else:
-            fail(rt, job_id, reason="ambiguous_submission", error=record.get("error"))
+            if rt.jobs.resubmit(job_id):
+                log.warning("resubmitting an ambiguous job by policy", extra={"job_id": job_id})
+                rt.send("headswap.submit", message_from_record(rt.store.require(job_id)),
+                        queue="headswap.submit")  # fmt: skip
+        elif rt.jobs.fail(job_id, "ambiguous_submission", record.get("error")):
+            notify_now(rt, job_id)
     return resolved
-
-
-def _resubmit(rt: Runtime, job_id: str) -> None:
-    try:
-        rt.store.transition(
-            job_id, states.QUEUED, fields={"ambiguous_at": None}, event={"reason": "resubmit"}
-        )
-    except TransitionRefused:
-        return
-    record = rt.store.require(job_id)
-    log.warning("resubmitting an ambiguous job by policy", extra={"job_id": job_id})
-    rt.send("headswap.submit", message_from_record(record), queue="headswap.submit")

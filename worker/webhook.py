@@ -10,7 +10,9 @@ timestamp, nonce}`` and, in this order:
 5. decrypts (AES-CBC, key and IV per section 8 of the API reference) (400 if it fails);
 6. binds the job: by the Akool task id, or by our ``job_id`` in the query — which is how an
    ambiguous create (we never learned the remote id) is resolved;
-7. applies the status with :func:`worker.polling.apply_remote_status`, the poller's own;
+7. applies the status with :meth:`worker.jobs.Jobs.apply_remote_status`, the poller's own,
+   recording the nonce in the same atomic step that stores the outcome (a delivery whose
+   storing failed can be retried by Akool; one that was stored cannot be replayed);
 8. answers 200 only after the state is stored. Our own failure (Redis down) is a 503 so
    Akool retries; bad input is never a 5xx.
 
@@ -30,14 +32,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from config.settings import Settings
+from config.logs import setup_logging
+from config.settings import Settings, get_settings
 from worker import states
 from worker.akool_types import Task
-from worker.errors import ConfigError, TransitionRefused
+from worker.dispatch import CeleryDispatcher, sender_app
+from worker.errors import ConfigError, NonceReplayed
 from worker.metrics import WEBHOOK_DELIVERIES, start_metrics_server
-from worker.polling import apply_remote_status
 from worker.runtime import Runtime
-from worker.store import Op
 from worker.webhook_crypto import IvPadding, WebhookCryptoError, open_delivery, verify_signature
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ class WebhookApp:
         return response(environ, start_response)
 
     def health(self) -> Response:
-        self.rt.redis.ping()
+        self.rt.store.ping()
         return _json(200, ok=True)
 
     def delivery(self, request: Request) -> Response:
@@ -111,16 +113,17 @@ class WebhookApp:
             payload = open_delivery(body, self.client_id, self.secret, self.pad)
         except WebhookCryptoError as exc:
             return _json(400, error=str(exc))
-        if not self._first_use_of(nonce, int(timestamp), body["signature"]):
+        digest = hashlib.sha256(
+            f"{nonce}|{int(timestamp)}|{body['signature']}".encode()
+        ).hexdigest()
+        if self.rt.store.guards.nonce_seen(digest):
             return _json(401, error="nonce already used")
-        return self._apply(payload, request.args.get("job_id"))
+        try:
+            return self._apply(payload, request.args.get("job_id"), digest)
+        except NonceReplayed:  # the same delivery, stored by a concurrent request
+            return _json(401, error="nonce already used")
 
-    def _first_use_of(self, nonce: str, timestamp: int, signature: str) -> bool:
-        digest = hashlib.sha256(f"{nonce}|{timestamp}|{signature}".encode()).hexdigest()
-        key = f"{self.rt.store.p}:nonce:{digest}"
-        return bool(self.rt.redis.set(key, "1", nx=True, ex=int(self.window * 2) + 1))
-
-    def _apply(self, payload: dict[str, Any], job_hint: str | None) -> Response:
+    def _apply(self, payload: dict[str, Any], job_hint: str | None, nonce: str) -> Response:
         remote_id = payload.get("_id")
         status = payload.get("status")
         if (
@@ -134,6 +137,7 @@ class WebhookApp:
         )
         if job_id is None:
             log.info("webhook for an unknown task", extra={"remote_id": remote_id})
+            self.rt.store.guards.use_nonce(nonce, self.rt.jobs.t.nonce_ttl)
             return _json(200, ok=True, applied=False)
         url = payload.get("url") if isinstance(payload.get("url"), str) else None
         task = Task(
@@ -147,7 +151,13 @@ class WebhookApp:
             if isinstance(payload.get("error_reason"), str)
             else None,
         )
-        final = apply_remote_status(self.rt, job_id, task, source="webhook")
+        final = self.rt.jobs.apply_remote_status(job_id, task, source="webhook", nonce=nonce)
+        if final:
+            # The receiver process does not load the producers' signal receivers: notify
+            # where they live, in a worker.
+            self.rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
+        else:
+            self.rt.store.guards.use_nonce(nonce, self.rt.jobs.t.nonce_ttl)
         log.info(
             "webhook applied", extra={"job_id": job_id, "remote_id": remote_id, "status": status}
         )
@@ -160,23 +170,9 @@ class WebhookApp:
             return job_id  # the create's answer was recorded just after our first lookup
         if record is None or record["state"] != states.SUBMITTING:
             return None
-        try:
-            self.rt.store.transition(
-                job_id,
-                states.SUBMITTED,
-                fields={"remote_id": remote_id, "ambiguous_at": None, "bound_by": "webhook"},
-                ops=[
-                    Op("zrem", self.rt.store.ambiguous_key, job_id),
-                    Op(
-                        "zadd",
-                        self.rt.store.poll_key,
-                        job_id,
-                        time.time() + self.rt.settings.safety_net_poll_seconds,
-                    ),
-                ],
-                event={"remote_id": remote_id, "reason": "bound_by_webhook"},
-            )
-        except TransitionRefused:
+        if not self.rt.jobs.bind_by_webhook(
+            job_id, remote_id, self.rt.settings.safety_net_poll_seconds
+        ):
             return self.rt.store.job_for_remote(remote_id)
         # A webhook may simply beat the create's answer (normal at short processing times);
         # only a create already marked ambiguous is worth a warning.
@@ -220,12 +216,9 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 
 def create_app(settings: Settings | None = None) -> WebhookApp:
     """WSGI entry point for gunicorn: ``gunicorn 'worker.webhook:create_app()'``."""
-    from config.logs import setup_logging
-    from config.settings import get_settings
-
     s = settings or get_settings()
     setup_logging(s)
-    return WebhookApp(Runtime(s))
+    return WebhookApp(Runtime(s, CeleryDispatcher(sender_app(s, "headswap-webhook"))))
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -240,7 +233,7 @@ def serve(host: str, port: int) -> None:
 
     app = create_app()
     metrics_port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
-    start_metrics_server(metrics_port, app.rt)
+    start_metrics_server(metrics_port, app.rt.store)
     server = make_server(host, port, app, threaded=True)
     signal.signal(signal.SIGTERM, _stop)
     log.info("webhook receiver listening", extra={"host": host, "port": port})

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from tests.support.dispatch import RecordingDispatcher
 from tests.support.procs import wait_until
 from tests.support.stack import producer_for, running_stack
 from worker.callbacks import verify_callback_signature
@@ -247,7 +248,7 @@ def test_the_post_goes_to_the_address_that_was_checked_not_a_second_lookup(redis
     settings = load_settings({**CALLBACK_ENV, "HEADSWAP_REDIS_URL": redis_server.url,
                               "HEADSWAP_KEY_PREFIX": "cb-" + name(),
                               "HEADSWAP_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8"})
-    rt = Runtime(settings)
+    rt = Runtime(settings, RecordingDispatcher())
     try:
         n = name()
         port = receiver.server.server_port
@@ -260,4 +261,4 @@ def test_the_post_goes_to_the_address_that_was_checked_not_a_second_lookup(redis
         assert post["headers"]["Host"] == f"hooks.test:{port}"
         assert rt.store.get("pin-1")["callback_status"] == "delivered"
     finally:
-        rt.redis.close()
+        rt.store.close()

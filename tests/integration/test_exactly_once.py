@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 
 from config.settings import load_settings
+from tests.support.dispatch import RecordingDispatcher
 from tests.support.sandbox import FAST_KNOBS, SandboxProcess
 from worker.runtime import Runtime
 from worker.submission import submit
@@ -22,10 +23,10 @@ def test_sixteen_racing_submits_of_one_job_create_it_once(redis_server, redis_cl
         settings = load_settings({"HEADSWAP_REDIS_URL": redis_server.url,
                                   "HEADSWAP_AKOOL_BASE_URL": sb.url,
                                   "HEADSWAP_AKOOL_API_KEY": sb.api_key})
-        rt = Runtime(settings, dispatch=lambda name, kwargs, queue=None: None)
+        rt = Runtime(settings, RecordingDispatcher())
         # The video's analysis is already known, so every thread reaches the lock at once.
-        rt.redis.hset(rt.store.analysis_key(MESSAGE["video_url"]),
-                      mapping={"status": "completed", "obj_ids": json.dumps([0])})
+        redis_client.hset(rt.store.keys.analysis(MESSAGE["video_url"]),
+                          mapping={"status": "completed", "obj_ids": json.dumps([0])})
         barrier = threading.Barrier(16)
         outcomes: list[str] = []
 

@@ -136,7 +136,7 @@ def test_ten_thousand_malformed_jobs_are_all_rejected_and_akool_is_never_called(
             pipe = stack.redis.pipeline(transaction=False)
             ordered = sorted(pending)
             for job_id in ordered:
-                pipe.hmget(producer.store.job_key(job_id), "state", "field_errors")
+                pipe.hmget(producer.store.keys.job(job_id), "state", "field_errors")
             for job_id, (state, field_errors) in zip(ordered, pipe.execute(), strict=True):
                 if state == "rejected":
                     pending.discard(job_id)

@@ -46,7 +46,7 @@ def producer(stack):
 
 
 def terminal_events(producer, job_ids):
-    events = producer.store.read_events(count=100_000)
+    events = producer.store.events.read(count=100_000)
     wanted = set(job_ids)
     return Counter(e["job_id"] for e in events
                    if e.get("job_id") in wanted and e["state"] in
@@ -63,7 +63,7 @@ def test_a_job_goes_end_to_end_to_succeeded_with_the_output_url(stack, producer,
     for stamp in ("queued_at", "submitting_at", "submitted_at", "succeeded_at"):
         assert record[stamp] > 0
     assert sandbox_for_stack.stats()["creates_by_job"].get(job_id) is None  # no webhook URL
-    assert stack.redis.zscore(producer.store.poll_key, job_id) is None
+    assert stack.redis.zscore(producer.store.keys.schedule("poll"), job_id) is None
 
 
 def test_an_invalid_job_is_rejected_with_field_errors_and_akool_is_never_called(

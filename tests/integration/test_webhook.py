@@ -75,7 +75,7 @@ def test_an_ambiguous_create_is_bound_to_its_job_by_the_webhook(hook_stack, prod
                                                                hook_sandbox):
     message = job("ambiguous")
     producer.analyze(message["video_url"])  # analysed first, so that only the create hangs
-    key = producer.store.analysis_key(message["video_url"])
+    key = producer.store.keys.analysis(message["video_url"])
     wait_until(lambda: hook_stack.redis.hget(key, "status") == "completed", 15, what="analysis")
     # The create runs but its answer comes after our 1 s read timeout; the task ends
     # (and its webhook fires) later still.
@@ -128,8 +128,8 @@ def test_forged_tampered_and_replayed_deliveries_are_all_refused(hook_stack, pro
     record = producer.wait(job_id, timeout=30)
     target_remote = record["remote_id"]
     wait_until(lambda: producer.get(job_id).get("notified_at"), 15, what="notify")
-    events_before = hook_stack.redis.xlen(producer.store.events_key)
-    snapshot = hook_stack.redis.hgetall(producer.store.job_key(job_id))
+    events_before = hook_stack.redis.xlen(producer.store.keys.events)
+    snapshot = hook_stack.redis.hgetall(producer.store.keys.job(job_id))
 
     rng = random.Random(11)
     session = requests.Session()
@@ -149,8 +149,8 @@ def test_forged_tampered_and_replayed_deliveries_are_all_refused(hook_stack, pro
     assert set(codes) <= {400, 401}
     assert replies[0] == 200 and replies[1:] == [401] * 49
     # The genuine (late, contradictory) status 4 could not undo a succeeded job either.
-    assert hook_stack.redis.hgetall(producer.store.job_key(job_id)) == snapshot
-    assert hook_stack.redis.xlen(producer.store.events_key) == events_before
+    assert hook_stack.redis.hgetall(producer.store.keys.job(job_id)) == snapshot
+    assert hook_stack.redis.xlen(producer.store.keys.events) == events_before
 
 
 def test_a_delivery_from_an_independent_implementation_is_accepted(hook_stack, producer,

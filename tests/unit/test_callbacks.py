@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from config.settings import load_settings
+from tests.support.dispatch import RecordingDispatcher
 from worker import callbacks, notify, states
 from worker.callbacks import (
     BlockedAddress,
@@ -255,22 +256,22 @@ def make_rt(redis_server, redis_client):
                 "HEADSWAP_CALLBACK_SECRET": SECRET, "HEADSWAP_CALLBACK_MAX_ATTEMPTS": "3",
                 "HEADSWAP_CALLBACK_BACKOFF_BASE_SECONDS": "2",
                 "HEADSWAP_CALLBACK_BACKOFF_MAX_SECONDS": "30"}
-        sent = []
-        rt = Runtime(load_settings({**base, **env}),
-                     dispatch=lambda name, kwargs, queue=None: sent.append((name, kwargs, queue)))
-        rt.sent = sent
+        recorder = RecordingDispatcher()
+        rt = Runtime(load_settings({**base, **env}), recorder)
+        rt.sent = recorder.sent
         made.append(rt)
         return rt
 
     yield make
     for rt in made:
-        rt.redis.close()
+        rt.store.close()
 
 
 def terminal_job(rt, job_id="j1", url="https://hooks.example.com/cb?k=1",
                  state=states.SUCCEEDED):
     rt.store.create(job_id, {"callback_url": url, "metadata": {"order": 7},
-                             "output_url": "https://cdn.example/out.mp4"}, state=state)
+                             "output_url": "https://cdn.example/out.mp4"}, state=state,
+                    fingerprint="f")
     return job_id
 
 
@@ -322,7 +323,7 @@ def test_retryable_failures_back_off_then_dead_letter_after_max_attempts(make_rt
     assert event_ids == [f"{job_id}:succeeded"] * 3
     record = rt.store.get(job_id)
     assert record["callback_status"] == "failed" and int(record["callback_attempts"]) == 3
-    [letter] = callbacks.read_dead_letters(rt.redis, rt.store.p)
+    [letter] = rt.store.callbacks.read_dead_letters()
     assert letter["job_id"] == job_id and letter["reason"] == "attempts_exhausted"
     assert letter["attempts"] == 3 and letter["last_error"] == "ConnectTimeout"
     assert letter["url"] == "https://hooks.example.com/cb?k=1"
@@ -335,7 +336,7 @@ def test_a_permanent_answer_is_dead_lettered_at_once(make_rt, status):
     session = FakeSession(status)
     outcome = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert (outcome.status, outcome.reason, outcome.retry_in) == ("dead", "http_status", None)
-    [letter] = callbacks.read_dead_letters(rt.redis, rt.store.p)
+    [letter] = rt.store.callbacks.read_dead_letters()
     assert letter["last_status"] == status and letter["attempts"] == 1
 
 
@@ -347,7 +348,7 @@ def test_a_blocked_address_is_dead_lettered_and_nothing_is_sent(make_rt):
                                 resolver=fake_resolver("169.254.169.254"))
     assert outcome.reason == "blocked_address"
     assert session.calls == []
-    assert callbacks.read_dead_letters(rt.redis, rt.store.p)[0]["attempts"] == 0
+    assert rt.store.callbacks.read_dead_letters()[0]["attempts"] == 0
     assert rt.store.get(job_id)["callback_status"] == "failed"
 
 
@@ -402,7 +403,7 @@ def test_neither_secret_nor_signature_reaches_the_logs(make_rt, caplog):
 def test_notify_enqueues_delivery_with_only_the_job_id(make_rt):
     rt = make_rt()
     with_url = terminal_job(rt, "j-url")
-    without = rt.store.create("j-none", {}, state=states.FAILED)[1]
+    without = rt.store.create("j-none", {}, state=states.FAILED).job_id
     assert notify.notify(rt, with_url) and notify.notify(rt, without)
     assert rt.sent == [("headswap.deliver_callback", {"job_id": "j-url"}, "headswap.notify")]
     assert rt.store.get("j-url")["callback_status"] == "pending"

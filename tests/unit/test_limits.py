@@ -12,7 +12,7 @@ from worker.store import JobStore
 
 
 def test_a_rate_grants_burst_then_spaces_calls(redis_client):
-    limiter = RateLimiter(redis_client, "{t}:rate", Rate(per_second=10, burst=3))
+    limiter = RateLimiter(JobStore(redis_client, "t").guards, "rate", Rate(per_second=10, burst=3))
     assert [limiter.acquire() for _ in range(3)] == [0, 0, 0]
     wait = limiter.acquire()
     assert 0.05 < wait <= 0.1
@@ -23,7 +23,7 @@ def test_a_rate_is_shared_by_concurrent_callers(redis_client):
     granted = []
 
     def caller():
-        limiter = RateLimiter(redis_client, "{t}:shared", Rate(per_second=20))
+        limiter = RateLimiter(JobStore(redis_client, "t").guards, "shared", Rate(per_second=20))
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
             if limiter.acquire() == 0:
@@ -39,15 +39,15 @@ def test_a_rate_is_shared_by_concurrent_callers(redis_client):
 
 
 def test_disabled_rate_never_waits(redis_client):
-    limiter = RateLimiter(redis_client, "{t}:off", Rate(per_second=0))
+    limiter = RateLimiter(JobStore(redis_client, "t").guards, "off", Rate(per_second=0))
     assert all(limiter.acquire() == 0 for _ in range(100))
-    assert redis_client.exists("{t}:off") == 0
+    assert redis_client.exists("{t}:rate:off") == 0
 
 
 def test_the_in_flight_cap_holds_back_the_job_over_it(redis_client):
     store = JobStore(redis_client, "t")
     for i in range(3):
-        store.create(f"j{i}", {})
+        store.create(f"j{i}", {}, fingerprint="f")
     store.transition("j0", states.SUBMITTING, cap=2)
     store.transition("j1", states.SUBMITTING, cap=2)
     with pytest.raises(InFlightCapReached):
@@ -58,4 +58,4 @@ def test_the_in_flight_cap_holds_back_the_job_over_it(redis_client):
         store.transition("j2", states.SUBMITTING, cap=2)
     store.transition("j0", states.FAILED)  # leaves flight
     store.transition("j2", states.SUBMITTING, cap=2)
-    assert redis_client.zcard(store.inflight_key) == 2
+    assert redis_client.zcard(store.keys.schedule("inflight")) == 2

@@ -1,0 +1,328 @@
+"""The job lifecycle: one function per arrow of the state diagram, and nothing else moves a job.
+
+::
+
+            validate fails
+ enqueue ─────────────────────────────▶ rejected                         (reject_message)
+    │ enqueue                                                          (reject_queued)
+    ▼
+ queued ──▶ submitting ──▶ submitted ──▶ processing ──▶ succeeded / failed  (finish)
+    │ ▲ claim_for_submit │ record_created   start_processing
+    │ └────back_to_queue─┤ bind_by_webhook (a webhook names the task of an ambiguous create)
+    │     wait_for_credits │ mark_ambiguous (stays submitting) → resubmit | fail
+    ▼                      ▼
+ cancelled (cancel)       failed (fail, operator_fail)          requeue: operator_requeue
+
+Each function is one atomic step of the store (:meth:`JobStore.transition`): it checks the
+current state, writes the record, streams the event and moves the job between the
+schedules — the schedule rules are the data of :mod:`worker.states`. A function whose move
+ends the job returns True: the caller then notifies (``worker.notify``). A move the state
+machine refuses returns False (or raises, where the caller must know why).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker import states
+from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSING, Task
+from worker.errors import JobNotFound, NonceReplayed, TransitionRefused
+from worker.metrics import FAILURES, TRANSITIONS
+from worker.store import Created, JobStore, Moved, fingerprint
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_FIELDS = ("job_id", "idempotency_key", "callback_task", "callback_url", "metadata")
+REQUEST_FIELDS = (
+    "video_url", "mappings", "model_name", "resolution", "template_id",
+    "keep_original_sound", "webhook_url",
+)  # fmt: skip
+
+
+#: Callback delivery bookkeeping kept on the job record (not part of what producers get).
+CALLBACK_RECORD_FIELDS = (
+    "callback_status",
+    "callback_attempts",
+    "callback_last_status",
+    "callback_error",
+    "callback_delivered_at",
+    "callback_failed_at",
+)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The settings the arrows need (seconds)."""
+
+    resend_after: float = 300.0
+    ambiguous_grace: float = 900.0
+    nonce_ttl: int = 601
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def record_fields(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What the store keeps of a validated job: only fields with a value (a pending job's
+    memory is mostly this hash; absent fields read back as their defaults)."""
+    request = {k: job[k] for k in REQUEST_FIELDS if job.get(k) is not None}
+    fields = {
+        "request": request,
+        "idempotency_key": job.get("idempotency_key"),
+        "callback_task": job.get("callback_task"),
+        "callback_url": job.get("callback_url"),
+        "metadata": job.get("metadata") or None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def job_fingerprint(fields: Mapping[str, Any]) -> str:
+    """What a job asks for, as a hash: the same idempotency key (or job id) with another
+    fingerprint is a different job and is refused."""
+    return fingerprint({k: v for k, v in fields.items() if k != "idempotency_key"})
+
+
+def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The job record as producers see it (no internal bookkeeping fields)."""
+    hidden = {"not_found_count", "fingerprint", *CALLBACK_RECORD_FIELDS}
+    return {k: v for k, v in record.items() if k not in hidden}
+
+
+def message_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The original job message, rebuilt from a stored record (for re-sends)."""
+    request = dict(record.get("request") or {})
+    message = {k: v for k, v in request.items() if k != "webhook_url" and v is not None}
+    if request.get("webhook_url"):
+        message["webhookUrl"] = request["webhook_url"]
+    for key in ENVELOPE_FIELDS:
+        if record.get(key) not in (None, "", {}):
+            message[key] = record[key]
+    return message
+
+
+def _moved(job_id: str, target: str, moved: Moved, fields: Mapping[str, Any]) -> None:
+    TRANSITIONS.labels(target).inc()
+    if target == states.FAILED:
+        FAILURES.labels(str(fields.get("reason") or "unknown")).inc()
+    log.info(
+        "job %s -> %s",
+        moved.previous,
+        target,
+        extra={"job_id": job_id, "state": target, "previous": moved.previous,
+               "remote_id": fields.get("remote_id"), "reason": fields.get("reason")},
+    )  # fmt: skip
+
+
+def _move(store: JobStore, job_id: str, target: str, **kw: Any) -> Moved:
+    moved = store.transition(job_id, target, **kw)
+    _moved(job_id, target, moved, kw.get("fields") or {})
+    return moved
+
+
+def _try(store: JobStore, job_id: str, target: str, **kw: Any) -> bool:
+    """The move, or False when the state machine refuses it (someone was first)."""
+    try:
+        _move(store, job_id, target, **kw)
+    except TransitionRefused:
+        return False
+    return True
+
+
+class Jobs:
+    """The arrows, bound to one store and its timings."""
+
+    def __init__(self, store: JobStore, timings: Timings | None = None) -> None:
+        self.store = store
+        self.t = timings or Timings()
+
+    # --- entering the system ------------------------------------------------------------
+    def enqueue(self, job_id: str, job: Mapping[str, Any]) -> Created:
+        """A validated job becomes ``queued`` (on the wake-up schedule: a lost message is
+        re-sent). ``status`` says whether it was created, existed, or conflicts with the
+        job that holds its idempotency key or id (different parameters)."""
+        fields = record_fields(job)
+        return self.store.create(
+            job_id,
+            fields,
+            fingerprint=job_fingerprint(fields),
+            idempotency_key=job.get("idempotency_key"),
+            delays={"wakeup": self.t.resend_after},
+        )
+
+    def reject_message(self, job_id: str, kept: Mapping[str, Any]) -> bool:
+        """An invalid message becomes a ``rejected`` record under ``job_id`` — a new id
+        only: a message that does not validate never changes an existing job. True when
+        the record was written (the caller notifies)."""
+        created = self.store.create(
+            job_id, {**kept, "reason": "invalid"}, fingerprint="rejected", state=states.REJECTED
+        )
+        if created.status != "created":
+            return False
+        TRANSITIONS.labels(states.REJECTED).inc()
+        log.info("job rejected", extra={"job_id": job_id, "fields": sorted(kept.get(
+            "field_errors") or {})})  # fmt: skip
+        return True
+
+    # --- submission ---------------------------------------------------------------------
+    def claim_for_submit(self, job_id: str, attempts: int, cap: int) -> Moved:
+        """``queued -> submitting``: the lock; only its winner calls create. Raises
+        TransitionRefused (another worker has it) or InFlightCapReached."""
+        return _move(self.store, job_id, states.SUBMITTING, fields={"attempts": attempts},
+                     cap=cap)  # fmt: skip
+
+    def record_created(self, job_id: str, task: Task, first_poll_in: float) -> bool:
+        """``submitting -> submitted``: Akool created the task. False when a webhook bound
+        the job first (the create answered after it)."""
+        fields = {"remote_id": task.remote_id, "remote_status": task.status,
+                  "video_duration": task.video_duration, "ambiguous_at": None}  # fmt: skip
+        return _try(self.store, job_id, states.SUBMITTED, fields=fields,
+                    delays={"poll": first_poll_in},
+                    event={"remote_id": task.remote_id})  # fmt: skip
+
+    def bind_by_webhook(self, job_id: str, remote_id: str, safety_net: float) -> bool:
+        """``submitting -> submitted`` from a webhook naming our job id: the create (maybe
+        ambiguous) did happen. The task is then followed like any other."""
+        fields = {"remote_id": remote_id, "ambiguous_at": None, "bound_by": "webhook"}
+        return _try(self.store, job_id, states.SUBMITTED, fields=fields,
+                    delays={"poll": safety_net},
+                    event={"remote_id": remote_id, "reason": "bound_by_webhook"})  # fmt: skip
+
+    def back_to_queue(
+        self, job_id: str, error: Mapping[str, Any], retry_in: float, reason: str = "retry"
+    ) -> bool:
+        """``submitting -> queued``: the create surely did not run; retried in ``retry_in``
+        (the wake-up re-sends it later still, should the retry message be lost)."""
+        return _try(self.store, job_id, states.QUEUED, fields={"error": dict(error)},
+                    delays={"wakeup": retry_in + self.t.resend_after},
+                    event={"reason": reason})  # fmt: skip
+
+    def wait_for_credits(self, job_id: str, error: Mapping[str, Any], wake_in: float) -> bool:
+        """``submitting -> queued`` on 1104: the job waits for credits; the first such wait
+        is stamped (``credits_wait_since``) so the wait is bounded."""
+        return _try(self.store, job_id, states.QUEUED, fields={"error": dict(error)},
+                    delays={"wakeup": wake_in}, stamp_once=("credits_wait_since",),
+                    event={"reason": "insufficient_credits"})  # fmt: skip
+
+    def postpone(self, job_id: str, delay: float) -> None:
+        """A queued job that may not go yet (cap, credits pause): look again in ``delay``."""
+        self.store.schedule("wakeup", job_id, delay)
+
+    def mark_ambiguous(self, job_id: str, error: Mapping[str, Any]) -> bool:
+        """The create may have run: the job stays ``submitting``, marked, with a grace
+        deadline. Only while still submitting and not marked yet (a webhook may have bound
+        it meanwhile). One atomic step."""
+        written, _ = self.store.update(
+            job_id, {"error": dict(error)}, state=states.SUBMITTING, absent="ambiguous_at",
+            stamp=("ambiguous_at",), join={"ambiguous": self.t.ambiguous_grace},
+        )  # fmt: skip
+        if written:
+            log.warning("create outcome unknown; not resubmitting", extra={"job_id": job_id})
+        return written
+
+    def resubmit(self, job_id: str, reason: str = "resubmit") -> bool:
+        """``submitting -> queued`` for an ambiguous create, by policy or by an operator."""
+        return _try(self.store, job_id, states.QUEUED, fields={"ambiguous_at": None},
+                    delays={"wakeup": self.t.resend_after}, event={"reason": reason})  # fmt: skip
+
+    # --- following the remote task ------------------------------------------------------
+    def apply_remote_status(
+        self, job_id: str, task: Task, *, source: str, nonce: str | None = None
+    ) -> bool:
+        """Apply what Akool says about a task to its job. True when the job ended *now*
+        (the caller notifies). Safe to call twice with the same news (poller and webhook
+        racing): the state machine refuses the second move. ``nonce`` (a webhook delivery)
+        is recorded in the same step that stores the outcome, and refused if seen."""
+        seal = (nonce, self.t.nonce_ttl) if nonce else None
+        if task.status == STATUS_COMPLETED:
+            if not task.output_url:
+                log.error("completed task without output url", extra={"job_id": job_id})
+                return False
+            fields = {"output_url": task.output_url, "remote_status": task.status,
+                      "source": source}  # fmt: skip
+            return self.finish(job_id, states.SUCCEEDED, fields, nonce=seal)
+        if task.status == STATUS_FAILED:
+            error = {"code": task.error_code, "msg": task.error_reason, "operation": "task"}
+            fields = {"reason": "akool_failed", "error": error, "remote_status": task.status,
+                      "source": source}  # fmt: skip
+            return self.finish(job_id, states.FAILED, fields, nonce=seal)
+        if task.status == STATUS_PROCESSING:
+            _try(self.store, job_id, states.PROCESSING, nonce=seal,
+                 fields={"remote_status": task.status, "progress": task.progress})  # fmt: skip
+            return False
+        if task.progress is not None:
+            self.store.update(job_id, {"progress": task.progress}, state=states.SUBMITTED)
+        return False
+
+    def finish(
+        self,
+        job_id: str,
+        target: str,
+        fields: Mapping[str, Any],
+        *,
+        nonce: tuple[str, int] | None = None,
+    ) -> bool:
+        """A followed task ended: ``succeeded`` or ``failed``. True when this call ended it."""
+        event = {"reason": fields.get("reason"), "output_url": fields.get("output_url")}
+        return _try(self.store, job_id, target, fields=dict(fields), event=event, nonce=nonce)
+
+    def count_not_found(self, job_id: str) -> int:
+        """One more "Akool does not know this task" answer; the count so far."""
+        _, count = self.store.update(job_id, incr="not_found_count")
+        return count
+
+    # --- ends decided here --------------------------------------------------------------
+    def fail(
+        self,
+        job_id: str,
+        reason: str,
+        error: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """``-> failed`` from any non-terminal state. True when this call ended the job."""
+        fields = {"reason": reason, "error": dict(error) if error else None}
+        ended = _try(self.store, job_id, states.FAILED, fields=fields, event={"reason": reason})
+        if ended:
+            log.warning("job failed", extra={"job_id": job_id, "reason": reason})
+        return ended
+
+    def reject_queued(self, job_id: str, field_errors: Mapping[str, Any]) -> bool:
+        """``queued -> rejected`` for what only the analysis can tell (an obj_id the
+        video does not contain)."""
+        fields = {"field_errors": dict(field_errors), "reason": "invalid"}
+        return _try(self.store, job_id, states.REJECTED, fields=fields,
+                    event={"reason": "invalid"})  # fmt: skip
+
+    def cancel(self, job_id: str) -> bool:
+        """``queued -> cancelled`` (a producer's cancel). False when too late or unknown."""
+        try:
+            return _try(self.store, job_id, states.CANCELLED, event={"reason": "cancelled"})
+        except JobNotFound:
+            return False
+
+    # --- operators ----------------------------------------------------------------------
+    def operator_fail(self, job_id: str, message: str) -> bool:
+        return self.fail(job_id, "operator", {"message": message, "operation": "operator"})
+
+    def operator_requeue(self, job_id: str, *, force: bool) -> str:
+        """Back to submission. A ``queued`` job stays as it is (the caller re-sends its
+        message); a ``submitting`` one may exist at Akool, so moving it needs ``force``.
+        Returns the state the job was in; raises TransitionRefused otherwise."""
+        record = self.store.require(job_id)
+        state = str(record["state"])
+        if state == states.SUBMITTING:
+            if not force:
+                raise TransitionRefused(job_id, state, states.QUEUED, ["queued (use --force)"])
+            if not self.resubmit(job_id, reason="operator_requeue"):
+                raise TransitionRefused(job_id, state, states.QUEUED, [states.SUBMITTING])
+        elif state != states.QUEUED:
+            raise TransitionRefused(job_id, state, states.QUEUED, [states.QUEUED,
+                                                                   states.SUBMITTING])
+        return state
+
+
+__all__ = ["Jobs", "NonceReplayed", "Timings", "job_fingerprint", "message_from_record",
+           "record_fields"]  # fmt: skip

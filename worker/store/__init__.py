@@ -1,0 +1,31 @@
+"""The Redis store: the only module that holds the Redis client.
+
+- :mod:`worker.store.keys` — every key name (``Keys(prefix)``)
+- :mod:`worker.store.job_store` — :class:`JobStore`: records, the transition step, schedules
+- :mod:`worker.store.analyses`, :mod:`~worker.store.callbacks`, :mod:`~worker.store.guards`,
+  :mod:`~worker.store.events` — its parts (``store.analyses`` ...)
+- :data:`StoreError` — what every store call raises when Redis fails (retry layers name it)
+- ``lua/*.lua`` — the scripts, each documenting its KEYS and ARGV
+"""
+
+from redis.exceptions import RedisError as StoreError
+
+from worker.store.codec import clean_text, decode_record, fingerprint
+from worker.store.connect import open_store, redis_client
+from worker.store.job_store import Created, JobStore, Moved, Snapshot
+from worker.store.keys import Keys, url_hash
+
+__all__ = [
+    "Created",
+    "JobStore",
+    "Keys",
+    "Moved",
+    "Snapshot",
+    "StoreError",
+    "clean_text",
+    "decode_record",
+    "fingerprint",
+    "open_store",
+    "redis_client",
+    "url_hash",
+]  # fmt: skip

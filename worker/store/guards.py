@@ -1,0 +1,84 @@
+"""The store's small coordination primitives: locks, circuits, webhook nonces, global
+rates and beat ticks. Each is one Redis command or one script, on the server's clock."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+from worker.store.keys import Keys
+from worker.store.scripts import Scripts
+
+
+class Guards:
+    def __init__(self, client: redis.Redis, keys: Keys, scripts: Scripts) -> None:
+        self._redis = client
+        self._keys = keys
+        self._scripts = scripts
+
+    # --- locks --------------------------------------------------------------------------
+    def lock(self, name: str, ident: str, ttl: float) -> str | None:
+        """A token when the lock ``name:ident`` was free (it expires after ``ttl``)."""
+        token = uuid.uuid4().hex
+        key = self._keys.lock(name, ident)
+        if self._redis.set(key, token, nx=True, px=max(1, int(ttl * 1000))):
+            return token
+        return None
+
+    def unlock(self, name: str, ident: str, token: str) -> bool:
+        return bool(self._scripts("release", [self._keys.lock(name, ident)], [token]))
+
+    # --- circuits -----------------------------------------------------------------------
+    def open_circuit(self, name: str, pause: float) -> tuple[bool, float]:
+        """Pause ``name`` for everyone unless it is paused: ``(opened by us, seconds left)``."""
+        opened, left = self._scripts("circuit", [self._keys.circuit(name)], [repr(float(pause))])
+        return bool(opened), float(left)
+
+    def paused_for(self, name: str) -> float | None:
+        """Seconds until the pause ``name`` ends, or None when it is not paused."""
+        _, left = self._scripts("circuit", [self._keys.circuit(name)], ["0"])
+        seconds: float = float(left)
+        return seconds if seconds > 0 else None
+
+    # --- webhook nonces -----------------------------------------------------------------
+    def nonce_seen(self, digest: str) -> bool:
+        return bool(self._redis.exists(self._keys.nonce(digest)))
+
+    def use_nonce(self, digest: str, ttl: int) -> bool:
+        """Record a delivery that changed no job; False when it was recorded already."""
+        return bool(self._redis.set(self._keys.nonce(digest), "1", nx=True, ex=max(1, ttl)))
+
+    # --- global rates -------------------------------------------------------------------
+    def rate_wait(self, name: str, interval: float, burst: int) -> float:
+        """0 when a call may go now, else the seconds to wait (GCRA, one script)."""
+        wait_us = self._scripts("gcra", [self._keys.rate(name)], [repr(interval), burst])
+        return int(wait_us) / 1_000_000
+
+    # --- beat ticks ---------------------------------------------------------------------
+    def tick(self, task: str, min_gap: float) -> float | None:
+        """Record that beat task ``task`` runs now. Returns the seconds since its previous
+        run, or None when it ran less than ``min_gap`` ago (a tick to skip: ticks that
+        piled up, or a second beat). Server clock: no process's own clock matters."""
+        key = self._keys.beat(task)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.time()
+        pipe.get(key)
+        (secs, micros), previous = pipe.execute()
+        now = secs + micros / 1_000_000
+        last = float(previous) if previous else 0.0
+        if previous and now - last < min_gap:
+            return None
+        self._redis.set(key, f"{now:.3f}", ex=7 * 24 * 3600)
+        return now - last if previous else 0.0
+
+    def last_tick_age(self, task: str) -> float | None:
+        """Seconds since beat task ``task`` last ran (server clock), None if never."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self._keys.beat(task))
+        (secs, micros), previous = pipe.execute()
+        if not previous:
+            return None
+        age: float = secs + micros / 1_000_000 - float(str(previous))
+        return max(0.0, age)

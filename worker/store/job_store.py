@@ -1,0 +1,320 @@
+"""The Redis job store: job records, the state machine's atomic step, schedules, events.
+
+All Redis access of the worker goes through a :class:`JobStore` and its parts
+(``store.analyses``, ``store.callbacks``, ``store.guards``, ``store.events``): flow modules
+never hold the Redis client. Key names live in :mod:`worker.store.keys`, scripts in
+``lua/``. Every timestamp and schedule score is taken from the Redis server's clock
+(``TIME`` inside the scripts), so processes whose own clocks disagree still agree on what
+is due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from worker import states
+from worker.errors import InFlightCapReached, JobNotFound, NonceReplayed, TransitionRefused
+from worker.store.analyses import AnalysisStore
+from worker.store.callbacks import CallbackStore
+from worker.store.codec import decode_record, split_fields
+from worker.store.events import EventStream
+from worker.store.guards import Guards
+from worker.store.keys import SCHEDULES, Keys
+from worker.store.scripts import Scripts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Approximate cap of the event stream (XADD MAXLEN ~).
+EVENTS_MAXLEN = 200_000
+#: KEYS index (1-based) of the first schedule in the transition script.
+_TRANSITION_SCHEDULES_AT = 5
+_CREATE_SCHEDULES_AT = 4
+_UPDATE_SCHEDULES_AT = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the schedules say right now (metrics gauges, ``headswap stats``)."""
+
+    queues: dict[str, int]
+    queued: int
+    submitting: int
+    in_flight: int
+    pending_polls: int
+    ambiguous: int
+    notify_pending: int
+    oldest_in_flight_s: float
+    credits_paused_until: float | None
+
+
+@dataclass(frozen=True)
+class Created:
+    """What :meth:`JobStore.create` did: ``status`` is created, exists, conflict or taken."""
+
+    status: str
+    job_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A transition that happened: the state left and the server time of the move."""
+
+    previous: str
+    at: float
+
+
+def _join_rows(plan: states.SchedulePlan, first_key: int) -> list[list[Any]]:
+    return [[SCHEDULES.index(name) + first_key, delay, nx] for name, delay, nx in plan.join]
+
+
+class JobStore:
+    """Job records and their lifecycle's atomic steps."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "headswap",
+        *,
+        retention_seconds: int = 7 * 24 * 3600,
+        idempotency_ttl: int = 24 * 3600,
+    ) -> None:
+        self._redis = client
+        self.keys = Keys(prefix)
+        self.retention_seconds = retention_seconds
+        self.idempotency_ttl = idempotency_ttl
+        self._scripts = Scripts(client)
+        self.analyses = AnalysisStore(client, self.keys, self._scripts)
+        self.callbacks = CallbackStore(client, self.keys, self._scripts, retention_seconds)
+        self.guards = Guards(client, self.keys, self._scripts)
+        self.events = EventStream(client, self.keys)
+
+    # --- the server ---------------------------------------------------------------------
+    def clock(self) -> float:
+        """The Redis server's time: the one clock every process compares against."""
+        seconds, micros = cast(tuple[int, int], self._redis.time())
+        return seconds + micros / 1_000_000
+
+    def persist(self, action: Callable[[], T], *, for_seconds: float,
+                on_retry: Callable[[Exception], None]) -> T:
+        """Run one store write that must not be lost, retrying while Redis is unreachable
+        for up to about ``for_seconds`` (declared: redis-py's Retry with jittered backoff).
+        For the write whose data exists nowhere else: a created task's id."""
+        pause_cap = 5.0
+        retry = Retry(
+            ExponentialWithJitterBackoff(base=0.2, cap=pause_cap),
+            retries=max(1, int(for_seconds / pause_cap) + 4),
+            supported_errors=(RedisConnectionError, RedisTimeoutError),
+        )
+        return retry.call_with_retry(action, on_retry)
+
+    def ping(self) -> bool:
+        return bool(self._redis.ping())
+
+    def close(self) -> None:
+        self._redis.close()
+
+    # --- records ------------------------------------------------------------------------
+    def create(
+        self,
+        job_id: str,
+        fields: Mapping[str, Any],
+        *,
+        fingerprint: str = "-",
+        idempotency_key: str | None = None,
+        state: str = states.QUEUED,
+        delays: Mapping[str, float] | None = None,
+    ) -> Created:
+        """Create a job unless its id or idempotency key is taken (one atomic step).
+
+        A queued job joins the wake-up schedule, so a lost message is re-sent; a job
+        created terminal (rejected) joins the outbox and expires after the retention.
+        """
+        sets, _ = split_fields(fields)
+        plan = states.schedule_plan(state, delays)
+        keys = [
+            self.keys.job(job_id),
+            self.keys.events,
+            self.keys.idempotency(idempotency_key) if idempotency_key else self.keys.job(job_id),
+            *self.keys.schedules,
+        ]
+        body = {
+            "job_id": job_id,
+            "state": state,
+            "fields": sets,
+            "fingerprint": fingerprint,
+            "idempotency": bool(idempotency_key),
+            "idem_ttl": self.idempotency_ttl,
+            "join": _join_rows(plan, _CREATE_SCHEDULES_AT),
+            "ttl": self.retention_seconds if state in states.TERMINAL else 0,
+            "maxlen": EVENTS_MAXLEN,
+        }
+        status, ident, at = self._scripts("create", keys, [json.dumps(body)])
+        if status == "created":
+            log.info("job created", extra={"job_id": job_id, "state": state})
+        return Created(str(status), str(ident), float(at))
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = cast(dict[str, str], self._redis.hgetall(self.keys.job(job_id)))
+        return decode_record(raw) if raw else None
+
+    def require(self, job_id: str) -> dict[str, Any]:
+        record = self.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def job_for_idempotency_key(self, key: str) -> str | None:
+        value = self._redis.get(self.keys.idempotency(key))
+        return str(value).split(" ", 1)[0] if value is not None else None
+
+    def job_for_remote(self, remote_id: str) -> str | None:
+        value = self._redis.hget(self.keys.remotes, remote_id)
+        return str(value) if value is not None else None
+
+    def update(
+        self,
+        job_id: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        state: str = "",
+        absent: str = "",
+        stamp: Sequence[str] = (),
+        incr: str = "",
+        join: Mapping[str, float] | None = None,
+    ) -> tuple[bool, int]:
+        """Write non-state fields of an existing job, atomically; never recreates one.
+
+        Only while the job is in ``state`` (when given) and ``absent`` is not a field yet
+        (when given). ``stamp`` fields get the server time, ``incr`` is counted up by one,
+        ``join`` puts the job on schedules (name -> delay, score always set). Returns
+        ``(written, incremented value)``.
+        """
+        fields = dict(fields or {})
+        assert "state" not in fields
+        sets, deletes = split_fields(fields)
+        rows = [
+            [SCHEDULES.index(name) + _UPDATE_SCHEDULES_AT, float(delay), False]
+            for name, delay in (join or {}).items()
+        ]
+        body = {"state": state, "absent": absent, "fields": sets, "delete": deletes,
+                "stamp": list(stamp), "incr": incr, "join": rows}  # fmt: skip
+        written, counted = self._scripts(
+            "update", [self.keys.job(job_id), *self.keys.schedules], [json.dumps(body)]
+        )
+        return bool(written), int(counted)
+
+    def transition(
+        self,
+        job_id: str,
+        target: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        delays: Mapping[str, float] | None = None,
+        event: Mapping[str, Any] | None = None,
+        allowed: Iterable[str] | None = None,
+        stamp_once: Sequence[str] = (),
+        cap: int = 0,
+        nonce: tuple[str, int] | None = None,
+    ) -> Moved:
+        """Move a job to ``target`` in one atomic step; the schedule moves are the data of
+        :mod:`worker.states` (``delays`` gives the joined schedules' scores).
+
+        Raises :class:`TransitionRefused` when the current state does not allow the move,
+        :class:`InFlightCapReached` when entering ``submitting`` would exceed ``cap`` jobs
+        in flight, :class:`NonceReplayed` when ``nonce`` (key digest, TTL) was already
+        stored, and :class:`JobNotFound` when there is no such job.
+        """
+        fields = dict(fields or {})
+        allowed_from = sorted(allowed if allowed is not None else states.allowed_from(target))
+        plan = states.schedule_plan(target, delays)
+        sets, deletes = split_fields(fields)
+        event_pairs, _ = split_fields({k: v for k, v in (event or {}).items() if v is not None})
+        nonce_key = self.keys.nonce(nonce[0]) if nonce else self.keys.job(job_id)
+        body = {
+            "target": target,
+            "allowed": allowed_from,
+            "fields": sets,
+            "delete": deletes,
+            "stamp_once": list(stamp_once),
+            "leave": [SCHEDULES.index(n) + _TRANSITION_SCHEDULES_AT for n in plan.leave],
+            "join": _join_rows(plan, _TRANSITION_SCHEDULES_AT),
+            "cap": cap,
+            "inflight": SCHEDULES.index("inflight") + _TRANSITION_SCHEDULES_AT,
+            "index_remote": target in states.REMOTE_INDEXED,
+            "ttl": self.retention_seconds if target in states.TERMINAL else 0,
+            "event": event_pairs,
+            "maxlen": EVENTS_MAXLEN,
+            "nonce_ttl": nonce[1] if nonce else 0,
+        }
+        keys = [self.keys.job(job_id), self.keys.events, self.keys.remotes, nonce_key,
+                *self.keys.schedules]  # fmt: skip
+        status, current, at = self._scripts("transition", keys, [json.dumps(body)])
+        if status == "missing":
+            raise JobNotFound(job_id)
+        if status == "refused":
+            raise TransitionRefused(job_id, str(current), target, allowed_from)
+        if status == "capped":
+            raise InFlightCapReached(job_id, cap)
+        if status == "replay":
+            raise NonceReplayed(job_id)
+        return Moved(str(current), float(at))
+
+    # --- schedules ----------------------------------------------------------------------
+    def claim_due(self, schedule: str, lease: float, limit: int, lag: float = 0.0) -> list[str]:
+        """Atomically take up to ``limit`` members due by the server clock (scored at or
+        before now - ``lag``) and push their score out by ``lease`` (0: just read)."""
+        key = self.keys.schedule(schedule)
+        return [str(m) for m in self._scripts("claim", [key], [repr(lease), limit, repr(lag)])]
+
+    def schedule(self, schedule: str, member: str, delay: float, mode: str = "set") -> bool:
+        """Score ``member`` at server time + ``delay``; ``mode`` ``xx`` only while still
+        scheduled (a finished job must not come back), ``nx`` only if absent."""
+        key = self.keys.schedule(schedule)
+        return bool(self._scripts("schedule", [key], [member, repr(float(delay)), mode]))
+
+    def unschedule(self, schedule: str, member: str) -> None:
+        self._redis.zrem(self.keys.schedule(schedule), member)
+
+    def pending_count(self) -> int:
+        return cast(int, self._redis.zcard(self.keys.schedule("poll")))
+
+    def snapshot(self, queues: Iterable[str]) -> Snapshot:
+        """Queue lengths and schedule sizes in one round trip (server clock)."""
+        queues = list(queues)
+        pipe = self._redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        for name in ("wakeup", "submitting", "inflight", "poll", "ambiguous", "outbox"):
+            pipe.zcard(self.keys.schedule(name))
+        pipe.zrange(self.keys.schedule("inflight"), 0, 0, withscores=True)
+        pipe.get(self.keys.circuit("credits"))
+        pipe.time()
+        values = pipe.execute()
+        n = len(queues)
+        queued, submitting, inflight, pending, ambiguous, outbox = values[n : n + 6]
+        oldest, circuit, (secs, micros) = values[n + 6], values[n + 7], values[n + 8]
+        now = secs + micros / 1_000_000
+        paused = float(circuit) if circuit and float(circuit) > now else None
+        return Snapshot(
+            queues=dict(zip(queues, values[:n], strict=True)),
+            queued=queued,
+            submitting=submitting,
+            in_flight=inflight,
+            pending_polls=pending,
+            ambiguous=ambiguous,
+            notify_pending=outbox,
+            oldest_in_flight_s=round(now - oldest[0][1], 1) if oldest else 0.0,
+            credits_paused_until=paused,
+        )

@@ -1,0 +1,113 @@
+"""Every Redis key of the store, named once.
+
+Every key starts with ``{prefix}:`` — a hash tag, so all of them live in one Redis Cluster
+slot and the Lua scripts stay legal there.
+
+==============================  =====================================================
+``{p}:job:<job_id>``            hash: the job record (JSON-encoded complex fields)
+``{p}:idem:<key>``              string: idempotency key -> "<job id> <fingerprint>" (TTL)
+``{p}:remotes``                 hash: Akool task id -> job id of jobs following one
+``{p}:events``                  stream: one entry per transition (consumer groups)
+``{p}:wakeup``                  zset: queued job ids by when to (re)send their submit
+``{p}:submitting``              zset: job ids in ``submitting`` by when they entered it
+``{p}:ambiguous``               zset: job ids whose create may have run, by grace deadline
+``{p}:inflight``                zset: job ids submitting, submitted or processing
+``{p}:poll``                    zset: job ids (or ``a:<hash>`` analyses) by next poll time
+``{p}:outbox``                  zset: terminal job ids whose notify has not completed
+``{p}:analysis:<hash>``         hash: the analysis of one source video URL
+``{p}:analysis:<hash>:waiters`` set: queued job ids waiting for that analysis
+``{p}:circuit:<name>``          string: end of a pause all workers respect (credits)
+``{p}:rate:<name>``             string: a global rate limit's state (GCRA)
+``{p}:nonce:<digest>``          string: a webhook delivery already stored (TTL)
+``{p}:lock:<name>:<id>``        string: a short lock (notify, callback delivery)
+``{p}:callback-dead:<job_id>``  hash: a dead-lettered HTTP callback
+``{p}:callback-dead``           zset: dead-lettered job ids by time
+``{p}:beat:<task>``             string: when a beat task last ran (server clock)
+==============================  =====================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+#: The schedules, in the order the scripts receive them (KEYS[n..]); names as in
+#: :data:`worker.states.SCHEDULE_HOLDS`.
+SCHEDULES: Final = ("wakeup", "submitting", "ambiguous", "inflight", "poll", "outbox")
+#: Poll-schedule members for analyses start with this (job ids cannot contain ':').
+ANALYSIS_MEMBER_PREFIX: Final = "a:"
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one prefix (``HEADSWAP_KEY_PREFIX``)."""
+
+    prefix: str
+
+    @property
+    def tag(self) -> str:
+        """``{prefix}``: the hash tag every key starts with."""
+        return "{" + self.prefix + "}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.tag}:idem:{key}"
+
+    @property
+    def remotes(self) -> str:
+        return f"{self.tag}:remotes"
+
+    @property
+    def events(self) -> str:
+        return f"{self.tag}:events"
+
+    def schedule(self, name: str) -> str:
+        if name not in SCHEDULES:
+            raise ValueError(f"unknown schedule {name!r}")
+        return f"{self.tag}:{name}"
+
+    @property
+    def schedules(self) -> tuple[str, ...]:
+        return tuple(self.schedule(name) for name in SCHEDULES)
+
+    def analysis(self, video_url: str) -> str:
+        return self.analysis_by_hash(url_hash(video_url))
+
+    def analysis_by_hash(self, digest: str) -> str:
+        return f"{self.tag}:analysis:{digest}"
+
+    def analysis_waiters(self, video_url: str) -> str:
+        return self.analysis(video_url) + ":waiters"
+
+    def analysis_member(self, video_url: str) -> str:
+        """The poll-schedule member that follows the analysis of ``video_url``."""
+        return ANALYSIS_MEMBER_PREFIX + url_hash(video_url)
+
+    def circuit(self, name: str) -> str:
+        return f"{self.tag}:circuit:{name}"
+
+    def rate(self, name: str) -> str:
+        return f"{self.tag}:rate:{name}"
+
+    def nonce(self, digest: str) -> str:
+        return f"{self.tag}:nonce:{digest}"
+
+    def lock(self, name: str, ident: str) -> str:
+        return f"{self.tag}:lock:{name}:{ident}"
+
+    def dead_letter(self, job_id: str) -> str:
+        return f"{self.tag}:callback-dead:{job_id}"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.tag}:callback-dead"
+
+    def beat(self, task: str) -> str:
+        return f"{self.tag}:beat:{task}"
