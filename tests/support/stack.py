@@ -45,8 +45,10 @@ class Stack(devstack.Stack):
         super().__init__({**env, "HEADSWAP_REDIS_URL": redis_url}, workdir, cwd=ROOT)
 
     def start_worker(self, concurrency: int = 4, name: str | None = None,  # type: ignore[override]
-                     include: str = SIGNAL_RECORDER, extra: Sequence[str] = ()) -> Proc:
-        return super().start_worker(concurrency, name, ["--include", include, *extra])
+                     include: str = SIGNAL_RECORDER, extra: Sequence[str] = (),
+                     queues: str = devstack.DEFAULT_QUEUES) -> Proc:
+        return super().start_worker(concurrency, name, ["--include", include, *extra],
+                                    queues=queues)
 
     # --- observing what producers would observe ----------------------------------------
     def queued_messages(self, queue: str) -> list[dict[str, Any]]:
