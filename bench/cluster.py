@@ -1,10 +1,12 @@
-"""Processes of one benchmark scenario, started the way an operator starts them.
+"""Processes of one benchmark scenario: the dev stack (``worker.devstack``), started the
+way an operator starts them.
 
-Workers run the project's own ``headswap worker`` command line (threads pool, no gossip,
-no mingle, Celery's default log level), beat is ``celery beat``, the webhook receiver is
-``headswap webhook``. Readiness comes from Celery's ``worker_ready`` signal (recorded in
-Redis by :mod:`bench.signal_probe`), not from log lines, so workers keep the production
-log level.
+Workers of this project are ``headswap worker``, beat is ``headswap beat``, the webhook
+receiver is ``headswap webhook`` (through :mod:`bench.signal_probe`, which loads the probe
+first). The baseline apps (no-op, naive) run the same worker command line
+(``worker.cli.celery_worker_args``) for their own Celery app. Readiness is the stack's one
+probe: the presence record each worker writes on Celery's ``worker_ready``
+(:mod:`worker.presence`), so workers keep the production log level.
 
 :class:`Sampler` watches the processes while a scenario runs: peak RSS of each and CPU
 seconds by role, plus the CPU the rest of the machine used meanwhile (a noisy neighbour
@@ -13,84 +15,51 @@ shows up there instead of silently lowering the figures).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
 
-from tests.support.procs import ROOT, port_open, spawn, stop, wait_until
+from worker.devstack.stack import Stack, sandbox_env
 
-READY_KEY = "bench:ready"
-
-
-def celery_worker_args(app: str, queues: str, concurrency: int, name: str,
-                       include: str = "bench.signal_probe") -> list[str]:
-    """``headswap worker`` (``worker.cli.worker_command``) for any Celery app module."""
-    return [sys.executable, "-m", "celery", "-A", app, "worker", "-P", "threads",
-            "-c", str(concurrency), "-Q", queues, "--without-gossip", "--without-mingle",
-            "-n", name, "--include", include]
+#: The project root: child processes import ``bench.*`` from here.
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = "bench.signal_probe"
 
 
-@dataclass
-class Cluster:
-    """The processes of one scenario; ``env`` is what they all see."""
+class Cluster(Stack):
+    """The processes of one scenario; ``env`` is what they all see (the caller's dict
+    itself: a variable set on it before a process starts reaches that process)."""
 
-    redis_url: str
-    env: dict[str, str]
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    others: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    def __init__(self, redis_url: str, env: dict[str, str]) -> None:
+        super().__init__({**env, "HEADSWAP_REDIS_URL": redis_url},
+                         Path(tempfile.mkdtemp(prefix="bench-")), cwd=ROOT)
+        env["HEADSWAP_REDIS_URL"] = redis_url
+        self.env = env
+        self.others: dict[str, Any] = {}
 
     def start_workers(self, app: str, queues: str, count: int, concurrency: int) -> None:
-        r = redis.Redis.from_url(self.redis_url)
-        r.delete(READY_KEY)
         for index in range(count):
-            args = celery_worker_args(app, queues, concurrency, f"bench{index}@%h")
-            self.workers.append(spawn(args, env=self.env,
-                                      log=self.workdir / f"worker{index}.log"))
-        def ready() -> bool:
-            for proc in self.workers:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"worker exited {proc.returncode}:\n{self.logs()[-3000:]}")
-            return int(r.scard(READY_KEY)) >= len(self.workers)
-        wait_until(ready, 60, interval=0.05, what="celery workers ready")
-        r.close()
+            self.start_worker(concurrency, f"bench{index}@%h", ["--include", PROBE],
+                              queues=queues, app=app)
+        self.wait_ready(60)
 
-    def start_beat(self) -> None:
-        schedule = self.workdir / "beat-schedule"
-        args = [sys.executable, "-m", "celery", "-A", "worker.app", "beat", "-s", str(schedule),
-                "--pidfile", str(self.workdir / "beat.pid")]
-        self.others["beat"] = spawn(args, env=self.env, log=self.workdir / "beat.log")
+    def start_beat(self) -> Any:  # type: ignore[override]
+        self.others["beat"] = super().start_beat()
+        return self.others["beat"]
 
-    def start_webhook(self, port: int) -> None:
-        args = [sys.executable, "-m", "bench.signal_probe", "webhook", "--host", "127.0.0.1",
-                "--port", str(port)]
-        self.others["webhook"] = spawn(args, env=self.env, log=self.workdir / "webhook.log")
-        wait_until(lambda: port_open(port), 30, what="webhook receiver")
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
+    def start_webhook(self, port: int) -> Any:  # type: ignore[override]
+        self.others["webhook"] = super().start_webhook(port, entry=PROBE)
+        return self.others["webhook"]
 
     def stop(self) -> None:
-        procs = [*self.workers, *self.others.values()]
-        for proc in procs:  # all at once: a warm shutdown takes a second or two each
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            stop(proc, signal.SIGTERM, timeout=20)
+        super().stop()
         if not os.environ.get("BENCH_KEEP_LOGS"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -98,11 +67,12 @@ class Cluster:
 def base_env(redis_url: str, sandbox: Any | None, extra: Mapping[str, str]) -> dict[str, str]:
     env = {
         "HEADSWAP_REDIS_URL": redis_url,
-        "HEADSWAP_AKOOL_BASE_URL": sandbox.url if sandbox else "http://127.0.0.1:9",
-        "HEADSWAP_AKOOL_API_KEY": sandbox.api_key if sandbox else "unused",
-        "HEADSWAP_AKOOL_CLIENT_ID": (sandbox.client_id or "") if sandbox else "",
-        "HEADSWAP_AKOOL_CLIENT_SECRET": (sandbox.client_secret or "") if sandbox else "",
+        **(sandbox_env(sandbox) if sandbox else {"HEADSWAP_AKOOL_BASE_URL": "http://127.0.0.1:9",
+                                                 "HEADSWAP_AKOOL_API_KEY": "unused"}),
         "HEADSWAP_HEARTBEAT_FILE": str(Path(tempfile.gettempdir()) / "bench-heartbeat"),
+        # What Celery left the workers at before its logging honoured ours: figures stay
+        # comparable with earlier runs (the production default is INFO).
+        "HEADSWAP_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     env.update(extra)

@@ -1,46 +1,24 @@
 """Whether each bottleneck the benchmarks found is still in the code being measured.
 
-Each check reads the code (``inspect.getsource``) or the run's own figures, so
-``BENCHMARKS.md`` says "fixed" or "open" for the code it actually measured.
+A status comes from the run's own figures or configuration (True: fixed, False: open,
+None: not measured in this run), or names the behaviour test that guards the fix: the
+fixes that no figure of a run shows are checked by running the code, not by reading it.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+Status = bool | str | None
 
-def _source(get: Callable[[], Any]) -> str:
-    try:
-        return inspect.getsource(get())
-    except Exception:  # moved or renamed: unknown
-        return ""
-
-
-def _notify_inline() -> bool | None:
-    from worker import polling
-
-    src = _source(lambda: polling._finish)
-    if not src:
-        return None
-    # Polled jobs are notified inline; webhook-completed ones go to a worker by design
-    # (the receiver process does not load the producers' signal receivers).
-    return "notify_now(" in src
-
-
-def _env_read_once() -> bool | None:
-    from worker.akool import AkoolClient
-
-    src = _source(lambda: AkoolClient.__init__)
-    return ("trust_env = False" in src) if src else None
-
-
-def _no_unused_reads() -> bool | None:
-    from worker import submission
-
-    src = _source(lambda: submission._create)
-    return ("receivers" in src) if src else None
+#: finding -> the test (real processes, real Redis, the sandbox) that fails if it returns.
+GUARDED_BY: dict[str, str] = {
+    "1": "tests/integration/test_notify_inline.py::"
+         "test_a_polled_job_fires_its_signal_in_the_worker_without_a_notify_task",
+    "2": "tests/integration/test_akool_client.py::"
+         "test_the_client_reads_proxy_settings_once_when_it_is_built",
+}
 
 
 def _task_events_off() -> bool:
@@ -74,18 +52,16 @@ def _signals_in_workers(results: Mapping[str, Any]) -> bool | None:
     return not fired.get("webhook")
 
 
-def statuses(results: Mapping[str, Any]) -> dict[str, bool | None]:
-    """finding number -> True (fixed in the measured code), False (open), None (unknown)."""
+def statuses(results: Mapping[str, Any]) -> dict[str, Status]:
+    """finding number -> True (fixed in the measured code), False (open), None (unknown),
+    or the test that guards the fix."""
     checks: dict[str, Callable[[], bool | None]] = {
-        "1": _notify_inline,
-        "2": _env_read_once,
-        "3": _no_unused_reads,
         "4": _task_events_off,
         "5": lambda: _webhook_race_fixed(results),
         "6": lambda: _compact_hashes(results),
         "8": lambda: _signals_in_workers(results),
     }
-    out: dict[str, bool | None] = {}
+    out: dict[str, Status] = dict(GUARDED_BY)
     for key, check in checks.items():
         try:
             out[key] = check()

@@ -72,9 +72,12 @@ plot; the raw figures are in `bench-results.json`.
 
 Everything is real and on this machine: a private `redis-server`, the Akool sandbox
 (`worker/sandbox`) over HTTP, and Celery workers and beat as separate processes started
-with the production command line (`headswap worker`: threads pool, {topo['workers']}
-worker processes × {topo['concurrency']} threads, no gossip or mingle, Celery's default log
-level; the project logs JSON at INFO as in production).{quick}{noisy}"""
+by the dev stack (`worker/devstack`) with the production commands (`headswap worker`,
+`headswap beat`; the worker: threads pool, {topo['workers']}
+worker processes × {topo['concurrency']} threads, no gossip or mingle; JSON logs at
+`HEADSWAP_LOG_LEVEL=WARNING`, the level Celery used to force on workers, so figures stay
+comparable with earlier runs — the production default, INFO, adds Celery's per-task
+lines).{quick}{noisy}"""
 
 
 def targets(results: Mapping[str, Any]) -> str:
@@ -481,7 +484,8 @@ FINDINGS: list[tuple[str, str, str]] = [
      "The record was read only to pass it to `job_submitted`, even with no receiver "
      "connected. Fix: `if signals.job_submitted.receivers:` first. One round trip per job "
      "(≈ 0.15 ms in the client); `notify` re-reading the record the poller just wrote is "
-     "another."),
+     "another. Not checked here: its only trace is a Redis round trip no producer can "
+     "observe, so no behaviour test can hold it; the per-job worker CPU above shows it."),
     ("4", "Celery task events (`config/celery.py`)",
      "`task_send_sent_event` and `worker_send_task_events` cost four event messages per "
      "task. Turning them off raised the no-op ceiling 863 → 1,256 tasks/s and this project "
@@ -526,7 +530,9 @@ def findings(results: Mapping[str, Any]) -> str:
         if key == "7":
             items.append(f"{key}. **{title}.** {text}")
             continue
-        items.append(f"{key}. **{title}** — {label[status.get(key)]}. {text}")
+        state = status.get(key)
+        said = f"fixed; guarded by `{state}`" if isinstance(state, str) else label[state]
+        items.append(f"{key}. **{title}** — {said}. {text}")
     fired = {}
     for run in results.get("throughput", {}).values():
         for kind, count in (run.get("signals_fired_in") or {}).items():
@@ -537,8 +543,9 @@ def findings(results: Mapping[str, Any]) -> str:
                  "signals fired in the webhook receiver.")
     return ("## Findings and suggested fixes\n\n"
             "What stood in the way, found with these benchmarks and py-spy, and whether the "
-            "code this run measured still has it (read from the code, or from the run's "
-            "figures). Gains were measured on a patched copy during the investigation "
+            "code this run measured still has it (from the run's own figures, or the behaviour "
+            "test named that fails if the bottleneck returns). Gains were measured on a "
+            "patched copy during the investigation "
             "(2026-11-24, same machine, webhook off, 1,500–3,000 jobs, runs repeated; ±10 % "
             "run-to-run noise here)." + where + "\n\n"
             + "\n".join(items) + "\n\n"
@@ -576,4 +583,5 @@ make bench    # everything: writes this file, the PNG and bench-results.json
 `bench/`: `run.py` (orchestrator), `throughput.py` (scenarios), `noop_app.py` (the
 ceiling), `naive_worker.py` (the baseline), `signal_probe.py` (completion stamps),
 `schedule_scale.py`, `rate_limit.py`, `profiling.py` (py-spy, pyinstrument), `cluster.py`
-(processes, RSS and CPU sampling), `report.py` and `markdown.py` (targets, tables, plot)."""
+(scenario processes on `worker.devstack`, RSS and CPU sampling), `report.py` and
+`markdown.py` (targets, tables, plot)."""

@@ -41,6 +41,8 @@ def naive_config() -> dict[str, Any]:
 app = Celery("bench-naive")
 app.config_from_object(naive_config())
 
+import worker.lifecycle  # noqa: E402, F401  (logging and presence, as in worker.app)
+
 
 @functools.cache
 def akool() -> AkoolClient:

@@ -26,6 +26,8 @@ def noop_config() -> dict[str, Any]:
 app = Celery("bench-noop")
 app.config_from_object(noop_config())
 
+import worker.lifecycle  # noqa: E402, F401  (logging and presence, as in worker.app)
+
 
 @app.task(name=TASK)
 def noop(job_id: str) -> None:

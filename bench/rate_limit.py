@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from bench.cluster import Cluster, Sampler, base_env
+from bench.cluster import ROOT, Cluster, Sampler, base_env
 from bench.throughput import (
     PROJECT_QUEUES,
     THROUGHPUT_TIMING,
@@ -30,7 +30,6 @@ from bench.throughput import (
     project_job,
     wait_signals,
 )
-from tests.support.procs import ROOT
 
 KEY = "{headswap}:rate:create"
 

@@ -33,10 +33,10 @@ import psutil
 from rich.console import Console
 
 from bench import findings, profiling, rate_limit, report, schedule_scale, throughput
+from bench.cluster import ROOT
 from bench.markdown import write_markdown
-from tests.support.procs import ROOT
-from tests.support.sandbox import SandboxProcess
-from worker.redis_server import start_redis
+from worker.devstack.redis_server import start_redis
+from worker.devstack.sandbox import SandboxProcess
 
 
 @dataclass(frozen=True)

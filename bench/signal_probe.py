@@ -2,10 +2,9 @@
 ``job_succeeded`` / ``job_failed`` signal with the wall clock, in a Redis list.
 
 The bench reads ``bench:signals`` to know when each job reached its signal, which is what
-a producer's receiver connected in the worker process would see. It also records Celery's
-``worker_ready`` (``bench:ready``), so the bench needs no log line to know a worker consumes.
-The webhook receiver is started through this module too, so a signal fired there is seen
-(and counted apart: producers load their receivers into the workers).
+a producer's receiver connected in the worker process would see. The webhook receiver is
+started through this module too, so a signal fired there is seen (and counted apart:
+producers load their receivers into the workers).
 """
 
 from __future__ import annotations
@@ -17,12 +16,10 @@ import time
 from typing import Any
 
 import redis
-from celery.signals import worker_ready
 
 from worker import signals
 
 SIGNALS_KEY = "bench:signals"
-READY_KEY = "bench:ready"
 #: Which kind of process fired a signal: a Celery worker, or the webhook receiver when this
 #: module runs it (``python -m bench.signal_probe webhook ...``).
 ROLE = "webhook" if __name__ == "__main__" else "worker"
@@ -42,11 +39,6 @@ def _record(sender: Any, job: dict[str, Any] | None = None, **_: Any) -> None:
 
 signals.job_succeeded.connect(_record, weak=False)
 signals.job_failed.connect(_record, weak=False)
-
-
-@worker_ready.connect
-def _ready(**_: Any) -> None:
-    _redis().sadd(READY_KEY, os.getpid())
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ from celery import Celery
 from bench import naive_worker as naive_meta
 from bench.cluster import Cluster, Sampler, base_env
 from bench.signal_probe import SIGNALS_KEY
-from tests.support.procs import free_port, wait_until
+from worker.cli import DEFAULT_QUEUES
+from worker.devstack.procs import free_port, wait_until
 
-PROJECT_QUEUES = "headswap.submit,headswap.poll,headswap.notify"
+PROJECT_QUEUES = DEFAULT_QUEUES  # the queues `headswap worker` consumes
 CPUS = os.cpu_count() or 1
 FACE = "https://cdn.example.com/bench/faces/{run}-{i}.jpg"
 

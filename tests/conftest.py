@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from worker.redis_server import LocalRedis, start_redis
+from worker.devstack.redis_server import LocalRedis, start_redis
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 
 from config.celery import POLL_QUEUE, SUBMIT_QUEUE
 from config.settings import Secret, Settings, load_settings
-from worker.cli import build_parser
+from worker.cli import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -159,9 +159,10 @@ def _container(deployment: Doc) -> Doc:
 
 
 def _parse_cli(argv: list[str]) -> Any:
-    """Parse a ``headswap`` command line with the real parser (fails on unknown flags)."""
+    """Parse a ``headswap`` command line as ``headswap`` does (fails on unknown flags, except
+    the Celery options worker and beat pass through into ``celery_args``)."""
     try:
-        return build_parser().parse_args(argv)
+        return parse_args(argv)
     except SystemExit as exc:  # argparse error
         pytest.fail(f"`headswap {' '.join(argv)}` does not parse (exit {exc.code})")
 

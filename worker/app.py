@@ -30,4 +30,4 @@ def get_runtime() -> Runtime:
     return Runtime(_settings, CeleryDispatcher(app))
 
 
-lifecycle.connect(get_runtime)  # heartbeat file, metrics server, shutdown
+lifecycle.connect(_settings, get_runtime)  # logging, heartbeat, presence, metrics

@@ -14,18 +14,45 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-QUEUES = "headswap.submit,headswap.poll,headswap.notify"
+from config.celery import QUEUES
+
+#: The queues ``headswap worker`` consumes unless ``-Q`` says otherwise.
+DEFAULT_QUEUES = ",".join(QUEUES)
+#: ``headswap beat``'s schedule file unless ``-s`` says otherwise.
+DEFAULT_SCHEDULE = "/tmp/headswap-beat-schedule"  # noqa: S108 (an emptyDir in the pod)
+_PASSTHROUGH = ("worker", "beat")
 
 
-def _celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.app", *args]
+def headswap_command(*args: str) -> list[str]:
+    """``headswap <args>`` as an argv that needs no PATH: this interpreter, the same entry
+    point as the console script (``python -m worker.cli``)."""
+    return [sys.executable, "-m", "worker.cli", *args]
 
 
-def worker_command(concurrency: int, queues: str, extra: Sequence[str]) -> list[str]:
-    return _celery(
+def celery_worker_args(app: str, concurrency: int, queues: str,
+                       extra: Sequence[str] = ()) -> list[str]:
+    """The one Celery worker command line: threads pool, no gossip, no mingle (pods find
+    each other through Redis, not through broadcast chatter), then ``extra`` verbatim.
+
+    ``headswap worker`` runs it for ``worker.app``; the benchmark's baseline apps run it
+    for theirs, so every measured worker starts alike."""
+    return [
+        sys.executable, "-m", "celery", "-A", app,
         "worker", "-P", "threads", "-c", str(concurrency), "-Q", queues,
         "--without-gossip", "--without-mingle", *extra,
-    )  # fmt: skip
+    ]  # fmt: skip
+
+
+def worker_command(concurrency: int = 8, queues: str = DEFAULT_QUEUES,
+                   extra: Sequence[str] = ()) -> list[str]:
+    """What ``headswap worker -c N -Q queues [celery args]`` executes."""
+    return celery_worker_args("worker.app", concurrency, queues, extra)
+
+
+def beat_command(schedule: str = DEFAULT_SCHEDULE, extra: Sequence[str] = ()) -> list[str]:
+    """What ``headswap beat -s file [celery args]`` executes."""
+    return [sys.executable, "-m", "celery", "-A", "worker.app", "beat", "-s", schedule,
+            *extra]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -35,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
-    command = _celery("beat", "-s", args.schedule, *args.celery_args)
+    command = beat_command(args.schedule, args.celery_args)
     os.execv(command[0], command)  # noqa: S606 (fixed argv, no shell)
     return 0  # pragma: no cover
 
@@ -161,15 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox_cli.add_parser(sub)
 
-    w = sub.add_parser("worker", help="run a Celery worker (threads pool, all queues)")
+    w = sub.add_parser("worker", allow_abbrev=False,
+                       help="run a Celery worker (threads pool, all queues)",
+                       epilog="Any other option goes to `celery worker` verbatim "
+                              "(--include, -l, -n, --autoscale, ...).")  # fmt: skip
     w.add_argument("-c", "--concurrency", type=int, default=8)
-    w.add_argument("-Q", "--queues", default=QUEUES)
-    w.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery worker")
+    w.add_argument("-Q", "--queues", default=DEFAULT_QUEUES)
     w.set_defaults(handler=cmd_worker)
 
-    b = sub.add_parser("beat", help="run Celery beat (one replica is enough; two do no harm)")
-    b.add_argument("-s", "--schedule", default="/tmp/headswap-beat-schedule")  # noqa: S108
-    b.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery beat")
+    b = sub.add_parser("beat", allow_abbrev=False,
+                       help="run Celery beat (one replica is enough; two do no harm)",
+                       epilog="Any other option goes to `celery beat` verbatim.")
+    b.add_argument("-s", "--schedule", default=DEFAULT_SCHEDULE)
     b.set_defaults(handler=cmd_beat)
 
     s = sub.add_parser("status", help="print one job's record as JSON")
@@ -217,9 +247,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; for ``worker`` and ``beat`` every option we do not define is
+    Celery's and lands, verbatim and in order, in ``celery_args``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command in _PASSTHROUGH:
+        # A ``--`` (the usual "options end here") is ours to drop, not a literal for Celery.
+        if "--" in unknown:
+            unknown.remove("--")
+        args.celery_args = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     handler: Any = args.handler
     return int(handler(args) or 0)
 

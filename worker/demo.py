@@ -1,7 +1,8 @@
 """``make run``: the whole product on one machine, with a live view and a summary.
 
 Starts what is not configured — a ``redis-server`` unless ``HEADSWAP_REDIS_URL`` is set,
-the sandbox unless ``HEADSWAP_AKOOL_BASE_URL`` is set — plus a worker and beat; submits
+the sandbox unless ``HEADSWAP_AKOOL_BASE_URL`` is set — plus ``headswap worker`` and
+``headswap beat``, all through the dev stack (:mod:`worker.devstack`); submits
 valid jobs, invalid jobs, and jobs the sandbox fails; shows progress until every job is
 terminal; prints a table of outcomes; stops everything it started. Exit 0 when every job
 ended as expected.
@@ -12,9 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,8 +27,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker import states
+from worker.devstack.redis_server import start_redis
+from worker.devstack.sandbox import SandboxProcess
+from worker.devstack.stack import Stack, sandbox_env
 from worker.errors import JobValidationError
-from worker.redis_server import free_port, start_redis
 
 FACE = "https://cdn.example.com/faces/reference.jpg"
 
@@ -76,82 +76,37 @@ def demo_jobs(valid: int) -> list[DemoJob]:
     return jobs
 
 
-class Started:
-    """Processes the demo started, stopped in reverse order."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.cleanups: list[Any] = []
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
-        self.procs.append((name, proc))
-        return proc
-
-    def stop_all(self) -> None:
-        for _name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for _name, proc in reversed(self.procs):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        for cleanup in reversed(self.cleanups):
-            cleanup()
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # S310: a loopback URL we built ourselves.
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310
-            if resp.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
-
-
 @contextlib.contextmanager
 def local_stack(console: Console) -> Iterator[dict[str, str]]:
+    """Redis and the sandbox unless configured, then ``headswap worker`` and
+    ``headswap beat`` (the dev stack); everything started is stopped on the way out."""
     workdir = Path(tempfile.mkdtemp(prefix="headswap-demo-"))
-    started = Started(workdir)
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k.startswith("HEADSWAP_")}
     env.setdefault("HEADSWAP_LOG_FORMAT", "text")
-    try:
+    with contextlib.ExitStack() as started:
         if "HEADSWAP_REDIS_URL" not in os.environ:
-            server = start_redis()
-            started.cleanups.append(server.stop)
+            server = start_redis(directory=workdir / "redis")
+            started.callback(server.stop)
             env["HEADSWAP_REDIS_URL"] = server.url
             console.print(f"[dim]redis-server on {server.url}[/]")
         if "HEADSWAP_AKOOL_BASE_URL" not in os.environ:
-            port = free_port()
-            api_key = secrets.token_hex(16)
-            sandbox = [sys.executable, "-m", "worker.sandbox", "--port", str(port),
-                       "--api-key", api_key, "--processing-time", "2,4"]  # fmt: skip
-            started.spawn("sandbox", sandbox, env)
-            env["HEADSWAP_AKOOL_BASE_URL"] = f"http://127.0.0.1:{port}"
-            env["HEADSWAP_AKOOL_API_KEY"] = api_key
+            sandbox = SandboxProcess.start(api_key=secrets.token_hex(16), client_id=None,
+                                           client_secret=None,
+                                           knobs={"processing_time": [2, 4]},
+                                           log_path=workdir / "sandbox.log")
+            started.callback(sandbox.stop)
+            env.update(sandbox_env(sandbox))
             env.setdefault("HEADSWAP_PROCESSING_SECONDS_PER_VIDEO_SECOND", "0.3")
             env.setdefault("HEADSWAP_POLL_MIN_INTERVAL_SECONDS", "0.5")
             env.setdefault("HEADSWAP_POLL_TICK_SECONDS", "0.5")
-            _wait_http(f"http://127.0.0.1:{port}/_sandbox/health", 15)
-            console.print(f"[dim]sandbox on {env['HEADSWAP_AKOOL_BASE_URL']}[/]")
-        headswap = [sys.executable, "-m", "worker.cli"]
-        started.spawn("worker", [*headswap, "worker", "-c", "8"], env)
-        started.spawn("beat", [*headswap, "beat", "-s", str(workdir / "beat-schedule")], env)
+            console.print(f"[dim]sandbox on {sandbox.url}[/]")
+        stack = Stack(env, workdir)
+        started.callback(stack.stop)
+        stack.start_worker(concurrency=8, name="demo@%h")
+        stack.start_beat()
+        stack.wait_ready(60)
         console.print(f"[dim]worker and beat started; logs in {workdir}[/]")
-        yield env
-    finally:
-        started.stop_all()
+        yield stack.env
 
 
 def run_demo(jobs: int = 12, timeout: float = 180.0) -> int:

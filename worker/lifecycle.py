@@ -1,39 +1,81 @@
-"""Hooks into the Celery worker process's life: heartbeat file, metrics server, shutdown."""
+"""Hooks into the life of Celery worker and beat processes: logging, heartbeat file,
+presence record, metrics server, shutdown. ``worker.app`` connects them, so every worker
+and beat process (``headswap worker``, ``headswap beat``) gets them."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 from celery.signals import heartbeat_sent, worker_ready, worker_shutting_down
+from celery.signals import setup_logging as celery_setup_logging
 
+from config.logs import setup_logging
+from config.settings import Settings
 from worker import health
 from worker.metrics import start_metrics_server
 from worker.runtime import Runtime
+from worker.store import StoreError
+from worker.store.presence import REFRESH_SECONDS
 
 log = logging.getLogger(__name__)
 
 
-def connect(runtime: Callable[[], Runtime]) -> None:
-    """Connect the hooks; ``runtime`` builds the process's runtime when first needed."""
+class Hooks:
+    """The process's hooks; ``runtime`` builds its runtime when first needed."""
 
-    def on_ready(**_: Any) -> None:
+    def __init__(self, settings: Settings, runtime: Callable[[], Runtime]) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.hostname: str | None = None
+        self.announced_at = 0.0
+
+    def own_logging(self, **_: Any) -> None:
+        """With a receiver connected Celery leaves logging alone (otherwise it resets the
+        root logger to WARNING and its own format): ``HEADSWAP_LOG_FORMAT``/``LOG_LEVEL``
+        apply."""
+        setup_logging(self.settings)
+
+    def ready(self, sender: Any = None, **_: Any) -> None:
         health.touch(min_interval=0)
+        self.hostname = getattr(sender, "hostname", None)
+        self.announce()
         port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
         if port:
-            start_metrics_server(port, runtime().store)
+            start_metrics_server(port, self.runtime().store)
 
-    worker_ready.connect(on_ready, weak=False)
-    heartbeat_sent.connect(_on_heartbeat, weak=False)
-    worker_shutting_down.connect(_on_shutdown, weak=False)
+    def announce(self) -> None:
+        if not self.hostname:
+            return
+        try:
+            self.runtime().store.workers.announce(self.hostname, os.getpid())
+            self.announced_at = time.monotonic()
+        except StoreError as exc:  # the next heartbeat tries again
+            log.warning("presence record not written", extra={"error": type(exc).__name__})
+
+    def heartbeat(self, **_: Any) -> None:
+        health.touch()
+        if time.monotonic() - self.announced_at >= REFRESH_SECONDS:
+            self.announce()
+
+    def shutting_down(self, sig: str = "", how: str = "", exitcode: int = 0, **_: Any) -> None:
+        health.clear()  # readiness fails at once: no new work is routed here while draining
+        hostname, self.hostname = self.hostname, None
+        if hostname:
+            try:
+                self.runtime().store.workers.withdraw(hostname)
+            except StoreError:
+                pass  # the record expires on its own
+        log.info("worker shutting down", extra={"signal": sig, "how": how})
 
 
-def _on_heartbeat(**_: Any) -> None:
-    health.touch()
-
-
-def _on_shutdown(sig: str = "", how: str = "", exitcode: int = 0, **_: Any) -> None:
-    health.clear()  # readiness fails at once: no new work is routed here while draining
-    log.info("worker shutting down", extra={"signal": sig, "how": how})
+def connect(settings: Settings, runtime: Callable[[], Runtime]) -> Hooks:
+    hooks = Hooks(settings, runtime)
+    celery_setup_logging.connect(hooks.own_logging, weak=False)
+    worker_ready.connect(hooks.ready, weak=False)
+    heartbeat_sent.connect(hooks.heartbeat, weak=False)
+    worker_shutting_down.connect(hooks.shutting_down, weak=False)
+    return hooks

@@ -33,7 +33,7 @@ from tests.support.procs import free_port
 from tests.support.sandbox import SandboxProcess
 from tests.support.stack import Stack, producer_for, running_stack
 from worker import states
-from worker.redis_server import LocalRedis, start_redis
+from worker.devstack.redis_server import LocalRedis, start_redis
 
 FACE = "https://cdn.example.com/faces/ref.jpg"
 

@@ -197,3 +197,29 @@ def test_wrong_client_secret_fails_at_get_token(sandbox):
                         client_secret="not-the-secret-000000000")
     with pytest.raises(AkoolAuthError):
         client.analyze(VIDEO)
+
+
+def _no_proxy_env(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_the_client_reads_proxy_settings_once_when_it_is_built(sandbox, monkeypatch):
+    """Finding 2 of docs/BENCHMARKS.md, as behaviour: the environment is read once, at
+    construction, not on every call (requests' trust_env re-reads it per request)."""
+    _no_proxy_env(monkeypatch)
+    client = client_for(sandbox)
+    # a proxy that would refuse every connection, set after the client was built
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    assert analysed(client).status == 3
+    client.close()
+
+
+def test_a_proxy_in_the_environment_at_construction_is_used(sandbox, monkeypatch):
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    client = client_for(sandbox)
+    with pytest.raises(AkoolRetryable):  # the dead proxy refuses the connection
+        client.analyze(VIDEO)
+    client.close()

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from tests.support.procs import free_port
 from tests.support.sandbox import FAST_KNOBS, SandboxProcess
 from tests.support.stack import producer_for, running_stack
-from worker.redis_server import find_redis_server
+from worker.devstack.redis_server import find_redis_server
 
 
 def _write_pem(path: Path, data: bytes) -> str:

@@ -8,7 +8,7 @@ import json
 from tests.support.procs import free_port
 from tests.support.sandbox import FAST_KNOBS, SandboxProcess
 from tests.support.stack import producer_for, running_stack, wait_all_terminal
-from worker.redis_server import start_redis
+from worker.devstack.redis_server import start_redis
 
 API_KEY = "sk-APIKEY-7f3b9c2e11d04a8b"
 CLIENT_SECRET = "CLSECRET-0123456789abcde"  # 24 bytes: the webhook AES-192 key

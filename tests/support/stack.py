@@ -1,7 +1,9 @@
-"""A real stack for integration tests: redis-server, the sandbox, celery workers and beat.
+"""A real stack for integration tests: the dev stack (``worker.devstack``) with fast
+timings, a signal recorder loaded into every worker, and ways to look at what producers
+would see.
 
-Everything runs as its own process, configured only through ``HEADSWAP_*`` variables,
-the way an operator runs it.
+Everything runs as its own process, started the way an operator starts it
+(``headswap worker|beat|webhook``) and configured only through ``HEADSWAP_*`` variables.
 """
 
 from __future__ import annotations
@@ -9,22 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from tests.support.procs import ROOT, port_open, spawn, stop, wait_until
-
-CELERY = [sys.executable, "-m", "celery", "-A", "worker.app"]
-QUEUES = "headswap.submit,headswap.poll,headswap.notify"
+from tests.support.procs import ROOT
+from worker.devstack import stack as devstack
+from worker.devstack.procs import Proc
+from worker.devstack.stack import sandbox_env
 
 #: Fast timings for tests: first poll after ~0.3 s, then every 0.3-1 s.
 FAST = {
@@ -38,65 +35,20 @@ FAST = {
     "HEADSWAP_RETRY_BACKOFF_MAX_SECONDS": "2",
     "HEADSWAP_LOG_FORMAT": "json",
 }
+SIGNAL_RECORDER = "tests.support.signal_recorder"
 
 
-class Stack:
-    """Processes sharing one Redis and one sandbox; ``env`` is what they all see."""
+class Stack(devstack.Stack):
+    """The dev stack, run from the project root; workers load the signal recorder."""
 
     def __init__(self, redis_url: str, env: dict[str, str], workdir: Path) -> None:
-        self.redis_url = redis_url
-        self.env = env
-        self.workdir = workdir
-        self.workers: list[subprocess.Popen[bytes]] = []
-        self.beats: list[subprocess.Popen[bytes]] = []
-        ca_file = env.get("HEADSWAP_REDIS_CA_FILE")
-        tls = {"ssl_ca_certs": ca_file} if ca_file else {}
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True, **tls)
+        super().__init__({**env, "HEADSWAP_REDIS_URL": redis_url}, workdir, cwd=ROOT)
 
-    def start_worker(self, concurrency: int = 4, name: str | None = None,
-                     include: str = "tests.support.signal_recorder") -> subprocess.Popen[bytes]:
-        index = len(self.workers)
-        args = [*CELERY, "worker", "-P", "threads", "-c", str(concurrency), "-Q", QUEUES,
-                "-n", name or f"w{index}@%h", "--without-gossip", "--without-mingle",
-                "--loglevel", "INFO", "--include", include]
-        proc = spawn(args, env=self.env, log=self.workdir / f"worker{index}.log")
-        self.workers.append(proc)
-        return proc
-
-    def start_beat(self) -> subprocess.Popen[bytes]:
-        index = len(self.beats)
-        schedule = self.workdir / f"beat{index}-schedule"
-        args = [*CELERY, "beat", "-s", str(schedule), "--loglevel", "INFO",
-                "--pidfile", str(self.workdir / f"beat{index}.pid")]
-        proc = spawn(args, env=self.env, log=self.workdir / f"beat{index}.log")
-        self.beats.append(proc)
-        return proc
-
-    def start_webhook(self, port: int) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "worker.cli", "webhook", "--host", "127.0.0.1",
-                "--port", str(port)]
-        proc = spawn(args, env=self.env, log=self.workdir / "webhook.log")
-        self.beats.append(proc)  # stopped with the rest
-        wait_until(lambda: port_open(port), 20, what="webhook receiver")
-        return proc
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Until every worker consumes (its queue bindings exist in Redis)."""
-        def ready() -> bool:
-            for proc in self.workers:
-                if proc.poll() is not None and proc.returncode != 0:  # 0: stopped on purpose
-                    raise RuntimeError(f"worker exited {proc.returncode}: {self.logs()[-3000:]}")
-            text = self.logs()
-            return text.count("ready.") >= len(self.workers)
-        wait_until(ready, timeout, what="celery workers ready")
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
-
-    def stop(self) -> None:
-        for proc in self.workers + self.beats:
-            stop(proc, signal.SIGTERM, timeout=20)
-        self.redis.close()
+    def start_worker(self, concurrency: int = 4, name: str | None = None,  # type: ignore[override]
+                     include: str = SIGNAL_RECORDER, extra: Sequence[str] = (),
+                     queues: str = devstack.DEFAULT_QUEUES) -> Proc:
+        return super().start_worker(concurrency, name, ["--include", include, *extra],
+                                    queues=queues)
 
     # --- observing what producers would observe ----------------------------------------
     def queued_messages(self, queue: str) -> list[dict[str, Any]]:
@@ -132,11 +84,7 @@ def running_stack(redis_url: str, sandbox: Any, *, workers: int = 1, beats: int 
     redis_url = fresh_db_url(redis_url)
     env = {
         **FAST,
-        "HEADSWAP_REDIS_URL": redis_url,
-        "HEADSWAP_AKOOL_BASE_URL": sandbox.url,
-        "HEADSWAP_AKOOL_API_KEY": sandbox.api_key,
-        "HEADSWAP_AKOOL_CLIENT_ID": getattr(sandbox, "client_id", None) or "",
-        "HEADSWAP_AKOOL_CLIENT_SECRET": getattr(sandbox, "client_secret", None) or "",
+        **sandbox_env(sandbox),
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         **(extra_env or {}),
     }

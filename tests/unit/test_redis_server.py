@@ -1,7 +1,7 @@
 import os
 import subprocess
 
-from worker.redis_server import find_redis_server
+from worker.devstack.redis_server import find_redis_server
 
 
 def test_a_redis_server_binary_is_found_and_runs():

@@ -30,6 +30,7 @@ from worker.store.codec import decode_record, split_fields
 from worker.store.events import EventStream
 from worker.store.guards import Guards
 from worker.store.keys import SCHEDULES, Keys
+from worker.store.presence import Presence
 from worker.store.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class JobStore:
         self.callbacks = CallbackStore(client, self.keys, self._scripts, retention_seconds)
         self.guards = Guards(client, self.keys, self._scripts)
         self.events = EventStream(client, self.keys)
+        self.workers = Presence(client, self.keys)
 
     # --- the server ---------------------------------------------------------------------
     def clock(self) -> float:

@@ -23,6 +23,7 @@ slot and the Lua scripts stay legal there.
 ``{p}:callback-dead:<job_id>``  hash: a dead-lettered HTTP callback
 ``{p}:callback-dead``           zset: dead-lettered job ids by time
 ``{p}:beat:<task>``             string: when a beat task last ran (server clock)
+``{p}:worker:<hostname>``       string: a consuming worker's presence record (TTL)
 ==============================  =====================================================
 """
 
@@ -111,3 +112,6 @@ class Keys:
 
     def beat(self, task: str) -> str:
         return f"{self.tag}:beat:{task}"
+
+    def worker(self, hostname: str) -> str:
+        return f"{self.tag}:worker:{hostname}"

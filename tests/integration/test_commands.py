@@ -1,0 +1,74 @@
+"""The commands the README and deploy/ run, run for real: ``headswap worker`` and
+``headswap beat`` (the console script) with Celery's own options passed through, and the
+project's logging in the Celery processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from config.settings import load_settings
+from tests.support.procs import ROOT, VENV_BIN, spawn, stop, wait_until
+from tests.support.stack import FAST, fresh_db_url
+from worker.store import presence
+from worker.devstack.stack import sandbox_env
+from worker.producer import Producer
+from worker.store import redis_client
+
+pytestmark = pytest.mark.integration
+
+HEADSWAP = str(VENV_BIN / "headswap")
+JOB = {"video_url": "https://cdn.example.com/cli.mp4?duration=4", "resolution": "720p",
+       "mappings": [{"obj_id": 0, "img_url": "https://cdn.example.com/face.jpg"}]}
+
+
+def test_headswap_worker_and_beat_pass_celery_options_through_and_log_at_info(
+        redis_server, sandbox, tmp_path):
+    # Given a worker started as the README says, with Celery options of every kind, and
+    # a beat whose Celery options come after "--"
+    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
+           "HEADSWAP_LOG_LEVEL": "INFO", "HEADSWAP_LOG_FORMAT": "json",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    pidfile = tmp_path / "beat.pid"
+    worker = spawn([HEADSWAP, "worker", "-c", "2", "--include", "tests.support.signal_recorder",
+                    "-l", "INFO", "-n", "cli@%h", "--prefetch-multiplier", "1", "-O", "fair"],
+                   env=env, log=tmp_path / "worker.log")
+    beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule"), "--", "--pidfile",
+                  str(pidfile)], env=env, log=tmp_path / "beat.log")
+    settings = load_settings(env)
+    client = redis_client(settings)
+    producer = Producer(settings)
+    try:
+        hostname = f"cli@{socket.gethostname()}"
+
+        def named_worker_ready() -> bool:
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            record = presence.record_of(client, settings.key_prefix, hostname)
+            return bool(record and record["pid"] == worker.pid)
+
+        wait_until(named_worker_ready, 30, what="the worker named by -n to consume")
+
+        # When a job runs through it
+        job_id = producer.submit(**JOB)
+        assert producer.wait(job_id, timeout=30)["state"] == "succeeded"
+
+        # Then --include loaded the receivers, the beat got its --pidfile, and the worker
+        # logged the job at INFO through the project's JSON logging
+        succeeded = {"signal": "job_succeeded", "job_id": job_id, "state": "succeeded"}
+        recorded = lambda: [json.loads(x) for x in client.lrange("test:signals", 0, -1)]  # noqa: E731
+        wait_until(lambda: succeeded in recorded(), 10, what="job_succeeded seen by --include")
+        assert pidfile.exists()
+        lines = [json.loads(x) for x in (tmp_path / "worker.log").read_text().splitlines()
+                 if x.startswith("{")]
+        assert any(x["level"] == "INFO" and x["msg"] == "akool task created"
+                   and x.get("job_id") == job_id for x in lines)
+    finally:
+        producer.close()
+        stop(worker)
+        stop(beat)
+    # And a worker that shut down withdrew its presence record
+    assert presence.record_of(client, settings.key_prefix, hostname) is None
+    client.close()

@@ -1,0 +1,50 @@
+"""The ``headswap`` command line: worker and beat pass Celery's options through."""
+
+import subprocess
+import sys
+
+from config.celery import QUEUES
+from worker.cli import beat_command, parse_args, worker_command
+
+
+def celery_argv(argv):
+    args = parse_args(argv)
+    if args.command == "worker":
+        return worker_command(args.concurrency, args.queues, args.celery_args)
+    return beat_command(args.schedule, args.celery_args)
+
+
+def test_every_unknown_worker_option_reaches_celery_verbatim_and_in_order():
+    argv = celery_argv(["worker", "--include", "your.module", "-l", "INFO", "-n", "w1@%h",
+                        "--autoscale", "4,1", "--hostname=x@y", "-Ofair"])
+    assert argv[:5] == [sys.executable, "-m", "celery", "-A", "worker.app"]
+    assert argv[-10:] == ["--include", "your.module", "-l", "INFO", "-n", "w1@%h",
+                          "--autoscale", "4,1", "--hostname=x@y", "-Ofair"]
+
+
+def test_our_own_worker_options_still_apply_wherever_they_stand():
+    argv = celery_argv(["worker", "--include", "m", "-c", "3", "-Q", "headswap.poll"])
+    assert argv[argv.index("-c") + 1] == "3" and argv[argv.index("-Q") + 1] == "headswap.poll"
+    assert argv[-2:] == ["--include", "m"]
+
+
+def test_the_default_queues_are_the_celery_config_queues():
+    argv = celery_argv(["worker"])
+    assert argv[argv.index("-Q") + 1] == ",".join(QUEUES)
+
+
+def test_a_leading_double_dash_is_not_passed_on_as_a_literal():
+    argv = celery_argv(["worker", "--", "--include", "m", "-l", "INFO"])
+    assert "--" not in argv and argv[-4:] == ["--include", "m", "-l", "INFO"]
+
+
+def test_beat_passes_its_celery_options_through():
+    argv = celery_argv(["beat", "-s", "/tmp/sched", "--pidfile", "/tmp/b.pid", "-l", "INFO"])
+    assert argv[argv.index("-s") + 1] == "/tmp/sched"
+    assert argv[-4:] == ["--pidfile", "/tmp/b.pid", "-l", "INFO"]
+
+
+def test_other_commands_still_refuse_unknown_options():
+    proc = subprocess.run([sys.executable, "-m", "worker.cli", "status", "j1", "--bogus"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
