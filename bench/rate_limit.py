@@ -121,7 +121,7 @@ def run_workers(bench: Bench, *, processes: int = 4, concurrency: int = 4, rate:
             wait_signals(r, jobs, jobs / rate * 3 + 60)
         with r.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hget(producer.store.job_key(job_id), "remote_id")
+                pipe.hget(producer.store.keys.job(job_id), "remote_id")
             remote = [rid for rid in pipe.execute() if rid]
         created = sorted(sb.task(rid)["detail"]["create_time"] / 1000 for rid in remote)
         summary = achieved(created, rate, 1)

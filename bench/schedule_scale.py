@@ -43,18 +43,10 @@ def settings_for(redis_url: str, sandbox: Any | None = None) -> Any:
 
 def runtime_for(settings: Any) -> Any:
     """A Runtime whose ``send`` is a real ``send_task`` to the broker (like ``worker.app``)."""
-    from celery import Celery
-
-    from config.celery import celery_config
+    from worker.dispatch import CeleryDispatcher, sender_app
     from worker.runtime import Runtime
 
-    app = Celery("bench-beat", set_as_current=False)
-    app.config_from_object(celery_config(settings))
-
-    def dispatch(name: str, kwargs: Mapping[str, Any], queue: str | None = None) -> None:
-        app.send_task(name, kwargs=dict(kwargs), queue=queue)
-
-    return Runtime(settings, dispatch=dispatch)
+    return Runtime(settings, CeleryDispatcher(sender_app(settings, "bench-beat")))
 
 
 def make_template(rt: Any) -> str:
@@ -169,9 +161,9 @@ class Footprint:
 class Cloner:
     """Writes N more pending jobs shaped exactly like the template, through a pipeline."""
 
-    def __init__(self, rt: Any, footprint: Footprint) -> None:
+    def __init__(self, r: redis.Redis, rt: Any, footprint: Footprint) -> None:
         self.rt = rt
-        self.r: redis.Redis = rt.redis
+        self.r = r
         self.footprint = footprint
         self.members: list[str] = [footprint.tokens["job"]]
 
@@ -182,7 +174,7 @@ class Cloner:
                 for _ in range(min(CHUNK, count - start)):
                     ids = {"job": uuid.uuid4().hex, "remote": uuid.uuid4().hex[:24],
                            "idem": f"order-{random.randrange(10**9):09d}"}
-                    self.footprint.write(pipe, ids, self.rt.store.poll_key, now)
+                    self.footprint.write(pipe, ids, self.rt.store.keys.schedule("poll"), now)
                     self.members.append(ids["job"])
                 pipe.execute()
 
@@ -209,11 +201,13 @@ def key_breakdown(r: redis.Redis, footprint: Footprint, pending: int) -> dict[st
             "largest field bytes": max((len(v.encode()) for v in job.values()), default=0)}
 
 
-def time_ticks(rt: Any, cloner: Cloner, due: int, ticks: int) -> dict[str, float]:
+def time_ticks(r: redis.Redis, rt: Any, cloner: Cloner, due: int,
+               ticks: int) -> dict[str, float]:
     """Median / p95 / max ms of ``claim_and_fan_out`` with ``due`` members due per tick."""
     from worker.polling import claim_and_fan_out
 
     store = rt.store
+    poll_key = store.keys.schedule("poll")
     claim_ms: list[float] = []
     orig_claim = store.claim_due
 
@@ -231,15 +225,15 @@ def time_ticks(rt: Any, cloner: Cloner, due: int, ticks: int) -> dict[str, float
         for _ in range(ticks):
             members = random.sample(cloner.members, min(due, len(cloner.members))) if due else []
             if members:
-                store.redis.zadd(store.poll_key, {m: time.time() - 1 for m in members}, xx=True)
+                r.zadd(poll_key, {m: time.time() - 1 for m in members}, xx=True)
+            r.delete(store.keys.beat("poll_due"))  # each tick here is a real, spaced-out one
             t = time.perf_counter()
             claimed.append(claim_and_fan_out(rt))
             total_ms.append((time.perf_counter() - t) * 1000)
-            store.redis.delete("headswap.poll")  # the messages a worker would consume
+            r.delete("headswap.poll")  # the messages a worker would consume
             # put the claimed members back in the future, as a poll would
             if members:
-                store.redis.zadd(store.poll_key, {m: time.time() + 3600 for m in members},
-                                 xx=True)
+                r.zadd(poll_key, {m: time.time() + 3600 for m in members}, xx=True)
     finally:
         store.claim_due = orig_claim
 
@@ -253,10 +247,9 @@ def time_ticks(rt: Any, cloner: Cloner, due: int, ticks: int) -> dict[str, float
             "claim_p50_ms": round(statistics.median(claim_ms), 2)}
 
 
-def events_per_job_bytes(rt: Any, jobs: int = 2000) -> float:
+def events_per_job_bytes(r: redis.Redis, rt: Any, jobs: int = 2000) -> float:
     """Bytes of event stream per job (three transitions: queued, submitting, submitted)."""
-    r = rt.redis
-    key = rt.store.events_key
+    key = rt.store.keys.events
     r.delete(key)
     before = used_memory(r)
     now = time.time()
@@ -282,10 +275,10 @@ def listpack_variant(r: redis.Redis, rt: Any, footprint: Footprint, size: int,
     try:
         r.config_set("hash-max-listpack-value", value)
         base = used_memory(r)
-        cloner = Cloner(rt, footprint)
+        cloner = Cloner(r, rt, footprint)
         cloner.add(size)
         per_job = (used_memory(r) - base) / size
-        last = rt.store.job_key(cloner.members[-1])
+        last = rt.store.keys.job(cloner.members[-1])
         encoding = r.object("encoding", last)
         hash_bytes = int(r.memory_usage(last, samples=0) or 0)
     finally:
@@ -299,18 +292,18 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
         log: Callable[[str], None] = print,
         profile: Callable[..., dict[str, Any]] | None = None,
         sandbox: Any | None = None) -> dict[str, Any]:
-    from worker.store import EVENTS_MAXLEN
+    from worker.store.job_store import EVENTS_MAXLEN
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     r.flushdb()
     settings = settings_for(redis_url, sandbox)
     rt = runtime_for(settings)
     template = make_template(rt)
-    stream_per_job = events_per_job_bytes(rt)
-    rt.redis.delete(rt.store.events_key)
-    footprint = Footprint(r, template, rt.store.job_key(template), set())
+    stream_per_job = events_per_job_bytes(r, rt)
+    r.delete(rt.store.keys.events)
+    footprint = Footprint(r, template, rt.store.keys.job(template), set())
     base = used_memory(r)
-    cloner = Cloner(rt, footprint)
+    cloner = Cloner(r, rt, footprint)
     cap = settings.poll_batch_size * 20
     rows = []
     for size in sizes:
@@ -318,9 +311,9 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
         cloner.add(size - len(cloner.members))
         populate_s = time.perf_counter() - t
         mem = used_memory(r) - base
-        full = time_ticks(rt, cloner, min(cap, size), ticks)
-        light = time_ticks(rt, cloner, settings.poll_batch_size, ticks)
-        idle = time_ticks(rt, cloner, 0, ticks)
+        full = time_ticks(r, rt, cloner, min(cap, size), ticks)
+        light = time_ticks(r, rt, cloner, settings.poll_batch_size, ticks)
+        idle = time_ticks(r, rt, cloner, 0, ticks)
         row = {"pending": size, "bytes_per_job": round(mem / (len(cloner.members) - 1), 1),
                "used_memory_mb": round(used_memory(r) / 2**20, 1),
                "tick_full": full, "tick_light": light, "tick_idle": idle,
@@ -338,10 +331,10 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
         from worker.polling import claim_and_fan_out
 
         def make_due() -> None:
-            rt.store.redis.delete("headswap.poll")
+            r.delete("headswap.poll", rt.store.keys.beat("poll_due"))
             members = random.sample(cloner.members, min(cap, len(cloner.members)))
-            rt.store.redis.zadd(rt.store.poll_key, {m: time.time() - 1 for m in members},
-                                xx=True)
+            r.zadd(rt.store.keys.schedule("poll"), {m: time.time() - 1 for m in members},
+                   xx=True)
 
         result["profile"] = profile(lambda: claim_and_fan_out(rt), setup=make_due)
     result["listpack_variant"] = listpack_variant(r, rt, footprint, min(sizes[-1], 10_000))

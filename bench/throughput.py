@@ -413,7 +413,7 @@ def run_project(bench: Bench, n: int, *, webhook: bool, processing_time: float =
         calls = sandbox_delta(before, sb.stats())
         with r.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(producer.store.job_key(job_id), ["remote_id", "attempts", "source"])
+                pipe.hmget(producer.store.keys.job(job_id), ["remote_id", "attempts", "source"])
             rows = dict(zip(job_ids, pipe.execute(), strict=True))
         remote = {j: row[0] for j, row in rows.items() if row[0]}
         done = remote_done_times(sb, remote, processing_time)

@@ -33,6 +33,7 @@ from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSIN
 from worker.errors import JobNotFound, NonceReplayed, TransitionRefused
 from worker.metrics import FAILURES, TRANSITIONS
 from worker.store import Created, JobStore, Moved, fingerprint
+from worker.store.codec import INTERNAL_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def job_fingerprint(fields: Mapping[str, Any]) -> str:
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """The job record as producers see it (no internal bookkeeping fields)."""
-    hidden = {"not_found_count", "fingerprint", *CALLBACK_RECORD_FIELDS}
+    hidden = {"not_found_count", *INTERNAL_FIELDS, *CALLBACK_RECORD_FIELDS}
     return {k: v for k, v in record.items() if k not in hidden}
 
 

@@ -4,6 +4,7 @@ and beat process (``headswap worker``, ``headswap beat``) gets them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -65,10 +66,8 @@ class Hooks:
         health.clear()  # readiness fails at once: no new work is routed here while draining
         hostname, self.hostname = self.hostname, None
         if hostname:
-            try:
+            with contextlib.suppress(StoreError):  # else the record expires on its own
                 self.runtime().store.workers.withdraw(hostname)
-            except StoreError:
-                pass  # the record expires on its own
         log.info("worker shutting down", extra={"signal": sig, "how": how})
 
 

@@ -20,10 +20,9 @@ from typing import Any
 from celery.utils.nodenames import default_nodename, host_format
 
 from config.settings import load_settings
-from worker.store import presence
 from worker.cli import DEFAULT_QUEUES, celery_worker_args, headswap_command
 from worker.devstack.procs import Proc, spawn, stop_all, wait_until
-from worker.store import redis_client
+from worker.store import presence, redis_client
 
 
 def sandbox_env(sandbox: Any) -> dict[str, str]:

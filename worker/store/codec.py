@@ -25,7 +25,7 @@ NUMERIC_FIELDS = (
 )
 JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 #: Bookkeeping kept on the record that producers never see.
-INTERNAL_FIELDS = ("fingerprint",)
+INTERNAL_FIELDS = ("fp",)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -75,4 +75,4 @@ def fingerprint(fields: Mapping[str, Any]) -> str:
     """A short hash of what a job asks for: two messages with equal fingerprints are the
     same job (idempotency keys and job ids are checked against it)."""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:24]
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]

@@ -37,13 +37,13 @@ if plan.idempotency then
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  local theirs = redis.call('HGET', KEYS[1], 'fingerprint')
+  local theirs = redis.call('HGET', KEYS[1], 'fp')
   if theirs and theirs ~= plan.fingerprint then return {'taken', plan.job_id, stamp} end
   return {'exists', plan.job_id, stamp}
 end
 
 redis.call('HSET', KEYS[1], 'job_id', plan.job_id, 'state', plan.state, 'created_at', stamp,
-           'updated_at', stamp, plan.state .. '_at', stamp, 'fingerprint', plan.fingerprint)
+           'updated_at', stamp, plan.state .. '_at', stamp, 'fp', plan.fingerprint)
 if #plan.fields > 0 then redis.call('HSET', KEYS[1], unpack(plan.fields)) end
 if plan.ttl > 0 then redis.call('EXPIRE', KEYS[1], plan.ttl) end
 if plan.idempotency then
