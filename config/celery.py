@@ -51,6 +51,7 @@ ROUTES = {
     "headswap.analyze": route(SUBMIT_QUEUE),
     "headswap.poll_due": route(POLL_QUEUE),
     "headswap.poll_batch": route(POLL_QUEUE),
+    "headswap.wake_due": route(POLL_QUEUE),
     "headswap.sweep": route(POLL_QUEUE),
     "headswap.notify": route(NOTIFY_QUEUE),
     "headswap.deliver_callback": route(NOTIFY_QUEUE),

@@ -6,6 +6,12 @@ from worker import sweeper
 from worker.app import app, get_runtime
 
 
+@app.task(name="headswap.wake_due")
+def wake_due() -> int:
+    """Re-send the submit of queued jobs whose wake-up time has come."""
+    return sweeper.wake_due(get_runtime())
+
+
 @app.task(name="headswap.sweep")
 def sweep() -> dict[str, int]:
     return sweeper.sweep(get_runtime())

@@ -196,11 +196,10 @@ class Jobs:
     def back_to_queue(
         self, job_id: str, error: Mapping[str, Any], retry_in: float, reason: str = "retry"
     ) -> bool:
-        """``submitting -> queued``: the create surely did not run; retried in ``retry_in``
-        (the wake-up re-sends it later still, should the retry message be lost)."""
+        """``submitting -> queued``: the create surely did not run; the wake-up re-sends
+        the job in ``retry_in`` (server clock)."""
         return _try(self.store, job_id, states.QUEUED, fields={"error": dict(error)},
-                    delays={"wakeup": retry_in + self.t.resend_after},
-                    event={"reason": reason})  # fmt: skip
+                    delays={"wakeup": retry_in}, event={"reason": reason})  # fmt: skip
 
     def wait_for_credits(self, job_id: str, error: Mapping[str, Any], wake_in: float) -> bool:
         """``submitting -> queued`` on 1104: the job waits for credits; the first such wait

@@ -54,7 +54,11 @@ WORKER_LOST = {"error": "worker_lost", "message": "worker lost mid-create"}
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the task wrapper should do next: nothing, or retry after ``retry_in`` seconds."""
+    """What became of a message. A job that must try again later (``retry``) or wait
+    (``waiting``) is on the wake-up schedule, scored on the Redis server's clock: its
+    message is re-sent when due. Celery's countdown is not used for that — its ETA is
+    set on the sender's clock and awaited on the consumer's, so a worker whose clock runs
+    behind would hold the job for as long as the skew."""
 
     status: str  # submitted | rejected | failed | retry | waiting | ambiguous | skipped
     job_id: str | None
@@ -108,6 +112,7 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         log.info(
             "analysis could not start; will retry", extra={"job_id": job_id, "error": str(exc)}
         )
+        rt.jobs.postpone(job_id, delay)
         return Outcome("retry", job_id, retry_in=delay)
     if gate.rejected:
         if rt.jobs.reject_queued(job_id, gate.field_errors):
@@ -121,7 +126,9 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
     wait = rt.create_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
     if wait > 0:  # over the global create rate: come back later, no attempt spent
         metrics.RATE_LIMIT_WAITS.labels("create").inc()
-        return Outcome("retry", job_id, retry_in=wait + full_jitter(0.2))
+        delay = wait + full_jitter(0.2)
+        rt.jobs.postpone(job_id, delay)
+        return Outcome("retry", job_id, retry_in=delay)
     try:
         rt.jobs.claim_for_submit(
             job_id, int(record.get("attempts", 0)) + 1, rt.settings.max_in_flight

@@ -1,8 +1,9 @@
 """The periodic sweep: nothing a crash or a lost message leaves behind stays stuck.
 
-- **wake-ups**: a queued job whose wake-up time has come (its message was lost, it waited
-  for credits or for a retry) gets its submit message sent again. The queued -> submitting
-  lock makes a duplicate message harmless.
+- **wake-ups** (:func:`wake_due`, every poll tick): a queued job whose wake-up time has
+  come (a retry, a wait for credits, the in-flight cap or the create rate, or a lost
+  message) gets its submit message sent again. The queued -> submitting lock makes a
+  duplicate message harmless.
 - **outbox**: a terminal job whose notify has not completed a minute later is re-notified.
 - **stuck submissions**: a job in ``submitting`` longer than a create can take (the worker
   died between sending and recording) is marked ambiguous.
@@ -28,11 +29,17 @@ log = logging.getLogger(__name__)
 BATCH = 500
 
 
+def wake_due(rt: Runtime) -> int:
+    """Every poll tick: re-send the queued jobs whose wake-up time has come."""
+    if rt.store.guards.tick("wake_due", min_gap=rt.settings.poll_tick_seconds / 2) is None:
+        return 0
+    return resend_due(rt)
+
+
 def sweep(rt: Runtime) -> dict[str, int]:
     if rt.store.guards.tick("sweep", min_gap=1.0) is None:
         return {}  # ticks that piled up, or a second beat: the previous sweep is recent
     return {
-        "resent": resend_due(rt),
         "renotified": renotify_stale(rt),
         "stuck": mark_stuck(rt),
         "ambiguous_resolved": resolve_ambiguous(rt),

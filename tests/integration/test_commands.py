@@ -13,10 +13,9 @@ import pytest
 from config.settings import load_settings
 from tests.support.procs import ROOT, VENV_BIN, spawn, stop, wait_until
 from tests.support.stack import FAST, fresh_db_url
-from worker.store import presence
 from worker.devstack.stack import sandbox_env
 from worker.producer import Producer
-from worker.store import redis_client
+from worker.store import presence, redis_client
 
 pytestmark = pytest.mark.integration
 
