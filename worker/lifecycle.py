@@ -14,6 +14,7 @@ from typing import Any
 from celery.signals import heartbeat_sent, worker_ready, worker_shutting_down
 from celery.signals import setup_logging as celery_setup_logging
 
+from config.celery import OBSOLETE_BINDINGS
 from config.logs import setup_logging
 from config.settings import Settings
 from worker import health
@@ -44,6 +45,12 @@ class Hooks:
         health.touch(min_interval=0)
         self.hostname = getattr(sender, "hostname", None)
         self.announce()
+        try:
+            removed = self.runtime().store.drop_bindings(OBSOLETE_BINDINGS)
+        except StoreError:
+            removed = 0  # the next worker to start tries again
+        if removed:
+            log.warning("obsolete queue bindings removed", extra={"count": removed})
         port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
         if port:
             start_metrics_server(port, self.runtime().store)

@@ -95,3 +95,23 @@ def test_bindings_left_by_the_old_configuration_are_named_for_removal(app, redis
         conn.Producer(serializer="json").publish(
             {}, exchange="headswap.submit", routing_key="headswap.submit")
     assert lengths(redis_client) == only("headswap.submit")
+
+
+def test_a_starting_worker_removes_the_bindings_the_old_configuration_left(redis_server,
+                                                                            sandbox):
+    """`headswap worker` itself cleans up at start, so a rollout needs no manual step."""
+    from tests.support.stack import running_stack
+
+    with running_stack(redis_server.url, sandbox, workers=0, beats=0) as stack:
+        old = Celery("old-deployment", set_as_current=False)
+        old.config_from_object(celery_config(load_settings(stack.env)))
+        with old.connection_for_write() as conn:
+            for name in QUEUES:  # as the old deployment left them
+                Queue(name, Exchange("headswap.submit", type="direct"),
+                      routing_key="headswap.submit").bind(conn.default_channel).declare()
+        planted = [(k, m) for k, m in OBSOLETE_BINDINGS if stack.redis.sismember(k, m)]
+        assert planted  # the test has material
+        stack.start_worker()
+        stack.wait_ready()
+        assert not [(k, m) for k, m in OBSOLETE_BINDINGS if stack.redis.sismember(k, m)]
+        assert "obsolete queue bindings removed" in stack.logs()

@@ -121,6 +121,13 @@ class JobStore:
         )
         return retry.call_with_retry(action, on_retry)
 
+    def drop_bindings(self, bindings: Iterable[tuple[str, str]]) -> int:
+        """Remove broker binding entries (set key, member) that an older release left."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, member in bindings:
+            pipe.srem(key, member)
+        return sum(int(n) for n in pipe.execute())
+
     def ping(self) -> bool:
         return bool(self._redis.ping())
 
