@@ -209,3 +209,31 @@ def test_8h_every_message_leaves_a_rejected_record_with_field_errors(
         assert outcome.job_id == named  # under the job id it named, when valid
     assert len(json.dumps(record)) < 20_000  # capped: no 5 MB stored for a week
     assert redis_client.ttl(rt.store.keys.job(outcome.job_id)) > 0
+
+
+def test_a_webhook_error_cut_mid_emoji_fails_the_job_whole(redis_server, redis_client,
+                                                           sandbox):
+    """Before: an error_reason ending in a lone surrogate made the script fail after its
+    first write — the record said failed with no reason, no TTL, still polled, never in
+    the outbox, no event, no callback. Now the whole terminal move lands."""
+    from worker.webhook import WebhookApp
+
+    rt = runtime(redis_server, sandbox, HEADSWAP_AKOOL_CLIENT_ID=DEFAULT_CLIENT_ID,
+                 HEADSWAP_AKOOL_CLIENT_SECRET=DEFAULT_CLIENT_SECRET)
+    fields = record_fields(message("emoji"))
+    rt.store.create("s1", fields, fingerprint=job_fingerprint(fields))
+    rt.jobs.claim_for_submit("s1", 1, 0)
+    rt.jobs.bind_by_webhook("s1", "e" * 24, 300)
+    body = deliver({"_id": "e" * 24, "status": 4, "type": "headswap", "error_code": 1500,
+                    "error_reason": "face not found \ud83d"},
+                   DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+    answer = Client(WebhookApp(rt)).post("/webhooks/akool?job_id=s1", json=body)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    record = rt.store.get("s1")
+    assert record["state"] == states.FAILED and record["reason"] == "akool_failed"
+    assert record["error"]["msg"].startswith("face not found")
+    assert redis_client.ttl(rt.store.keys.job("s1")) > 0
+    assert redis_client.zscore(rt.store.keys.schedule("poll"), "s1") is None
+    assert redis_client.zscore(rt.store.keys.schedule("outbox"), "s1") is not None
+    assert [e["state"] for e in rt.store.events.read() if e.get("job_id") == "s1"][-1] == "failed"
+    assert ("headswap.notify", {"job_id": "s1"}, "headswap.notify") in rt.sent
