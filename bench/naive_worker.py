@@ -22,12 +22,12 @@ from typing import Any
 import redis
 from celery import Celery, Task
 
-from bench.apps import single_queue_config
+from bench.apps import connect_hooks, single_queue_config
 from config.settings import get_settings
 from worker import signals
 from worker.akool import AkoolClient
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, CreateTaskRequest, Mapping
-from worker.runtime import redis_client
+from worker.store.connect import redis_client
 
 QUEUE = "bench.naive"
 TASK = "bench.naive.headswap"
@@ -41,7 +41,7 @@ def naive_config() -> dict[str, Any]:
 app = Celery("bench-naive")
 app.config_from_object(naive_config())
 
-import worker.lifecycle  # noqa: E402, F401  (logging and presence, as in worker.app)
+connect_hooks(app)  # logging and presence, as in worker.app
 
 
 @functools.cache

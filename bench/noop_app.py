@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from bench.apps import single_queue_config
+from bench.apps import connect_hooks, single_queue_config
 
 QUEUE = "bench.noop"
 TASK = "bench.noop"
@@ -26,7 +26,7 @@ def noop_config() -> dict[str, Any]:
 app = Celery("bench-noop")
 app.config_from_object(noop_config())
 
-import worker.lifecycle  # noqa: E402, F401  (logging and presence, as in worker.app)
+connect_hooks(app)  # logging and presence, as in worker.app
 
 
 @app.task(name=TASK)

@@ -31,15 +31,18 @@ from bench.throughput import (
     wait_signals,
 )
 
-KEY = "{headswap}:rate:create"
+RATE = "create"
+KEY = "{headswap}:rate:create"  # JobStore("headswap").keys.rate(RATE)
 
 
 def _hammer(redis_url: str, rate: float, burst: int, start_at: float, seconds: float) -> None:
     """One hammering process (``python -m bench.rate_limit``): prints its grant times."""
     from worker.limits import Rate, RateLimiter
+    from worker.store import JobStore
 
-    client = redis.Redis.from_url(redis_url)
-    limiter = RateLimiter(client, KEY, Rate(rate, burst))
+    store = JobStore(redis.Redis.from_url(redis_url))
+    assert store.keys.rate(RATE) == KEY
+    limiter = RateLimiter(store.guards, RATE, Rate(rate, burst))
     grants: list[float] = []
     time.sleep(max(0.0, start_at - time.time()))
     end = start_at + seconds

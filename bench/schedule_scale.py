@@ -62,9 +62,8 @@ def make_template(rt: Any) -> str:
         if time.monotonic() > deadline:
             raise TimeoutError("template analysis did not finish")
         time.sleep(0.05)
-        if info.get("member"):
-            analysis.follow(rt, info["member"])
-        info = analysis.load(rt, video)
+        analysis.follow(rt, rt.store.keys.analysis_member(video))
+        info = rt.store.analyses.get(video)
     message = {
         "video_url": video,
         "mappings": [{"obj_id": 0,

@@ -42,8 +42,16 @@ QUEUE_OBJECTS = tuple(queue_object(name) for name in QUEUES)
 
 
 def route(queue: str) -> dict[str, str]:
-    """A ``task_routes`` entry naming the queue, its exchange and its routing key."""
-    return {"queue": queue, "exchange": queue, "routing_key": queue}
+    """A ``task_routes`` entry naming the queue only.
+
+    Celery then publishes to the default (anonymous) exchange with the queue's name as
+    routing key, which kombu's Redis transport delivers straight to the list. Naming the
+    queue's exchange instead would make every send look up ``_kombu.binding.<exchange>``
+    in Redis; a Redis that forgets its data (restart without persistence, eviction,
+    FLUSHDB) forgets the bindings too, and a connected sender, which declares once per
+    connection, then drops every message without an error.
+    """
+    return {"queue": queue}
 
 
 ROUTES = {

@@ -20,6 +20,6 @@ def redis_server() -> Iterator[LocalRedis]:
 @pytest.fixture
 def redis_client(redis_server: LocalRedis) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushall()
+    client.flushdb()  # the stacks of this session use other databases
     yield client
     client.close()

@@ -31,7 +31,9 @@ def touch(min_interval: float = 2.0) -> None:
         return
     _last_touch = now
     path = heartbeat_path()
-    tmp = path.with_suffix(".tmp")
+    # A name of this process's own: two workers sharing one file (a pod running two, the
+    # bench) must not rename each other's half-written heartbeat away.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(f"{time.time():.3f}\n")
     tmp.replace(path)
 

@@ -42,7 +42,7 @@ class Hooks:
         setup_logging(self.settings)
 
     def ready(self, sender: Any = None, **_: Any) -> None:
-        health.touch(min_interval=0)
+        self.touch(min_interval=0)
         self.hostname = getattr(sender, "hostname", None)
         self.announce()
         try:
@@ -64,8 +64,16 @@ class Hooks:
         except StoreError as exc:  # the next heartbeat tries again
             log.warning("presence record not written", extra={"error": type(exc).__name__})
 
+    def touch(self, min_interval: float = 2.0) -> None:
+        """The liveness file; a write that fails is logged (the probe will tell) and never
+        stops the presence record or the worker."""
+        try:
+            health.touch(min_interval=min_interval)
+        except OSError as exc:
+            log.warning("heartbeat file not written", extra={"error": str(exc)})
+
     def heartbeat(self, **_: Any) -> None:
-        health.touch()
+        self.touch()
         if time.monotonic() - self.announced_at >= REFRESH_SECONDS:
             self.announce()
 

@@ -115,3 +115,13 @@ def test_a_starting_worker_removes_the_bindings_the_old_configuration_left(redis
         stack.wait_ready()
         assert not [(k, m) for k, m in OBSOLETE_BINDINGS if stack.redis.sismember(k, m)]
         assert "obsolete queue bindings removed" in stack.logs()
+
+
+@pytest.mark.parametrize("task_name", sorted(ROUTES))
+def test_a_redis_that_forgot_its_bindings_still_gets_every_send(app, redis_client, task_name):
+    """Redis restarted empty, evicted or flushed: the bindings kombu keeps there are gone,
+    while a connected sender has them cached as declared. Its next send still arrives."""
+    app.send_task(task_name, kwargs={"job_id": "before"})  # the sender's connection is warm
+    redis_client.flushdb()
+    app.send_task(task_name, kwargs={"job_id": "after"})
+    assert lengths(redis_client) == only(ROUTES[task_name]["queue"])

@@ -39,7 +39,7 @@ def hook_stack(redis_server, hook_sandbox):
     env = {"HEADSWAP_SAFETY_NET_POLL_SECONDS": "300", "HEADSWAP_READ_TIMEOUT": "1",
            "HEADSWAP_AMBIGUOUS_GRACE_SECONDS": "120"}
     with running_stack(redis_server.url, hook_sandbox, extra_env=env, webhook_port=port) as st:
-        st.redis.flushall()
+        st.redis.flushdb()
         st.webhook_url = f"http://127.0.0.1:{port}/webhooks/akool"
         yield st
 

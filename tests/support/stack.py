@@ -21,6 +21,7 @@ from typing import Any
 from tests.support.procs import ROOT
 from worker.devstack import stack as devstack
 from worker.devstack.procs import Proc
+from worker.devstack.redis_server import DATABASES
 from worker.devstack.stack import sandbox_env
 
 #: Fast timings for tests: first poll after ~0.3 s, then every 0.3-1 s.
@@ -67,14 +68,17 @@ class Stack(devstack.Stack):
         return [json.loads(x) for x in self.redis.lrange("test:signals", 0, -1)]
 
 
-_next_db = iter(range(1, 16))
+_next_db = iter(range(1, DATABASES))
 
 
 def fresh_db_url(redis_url: str) -> str:
     """The same server, a database no other stack of this session uses: stacks that
     overlap (module fixtures) can never consume each other's queues."""
     base = redis_url.rsplit("/", 1)[0]
-    return f"{base}/{next(_next_db)}"
+    db = next(_next_db, None)
+    if db is None:
+        raise RuntimeError(f"all {DATABASES - 1} test databases are in use; raise DATABASES")
+    return f"{base}/{db}"
 
 
 @contextmanager

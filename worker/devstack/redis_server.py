@@ -64,6 +64,9 @@ class LocalRedis:
                 self.process.wait(5)
 
 
+DATABASES = 256
+
+
 def start_redis(
     port: int | None = None,
     *,
@@ -83,6 +86,8 @@ def start_redis(
         "--appendonly", "yes" if appendonly else "no",
         "--dir", str(workdir),
         "--maxmemory-policy", "noeviction",
+        # One database per test stack: a session's stacks never share queues.
+        "--databases", str(DATABASES),
         # Job hashes hold a ~300 B JSON field; a larger limit keeps them compact (listpack).
         "--hash-max-ziplist-value", "1024",
         "--protected-mode", "yes",
