@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from environs import EnvError, FileAwareEnv
 from marshmallow import ValidationError
@@ -217,13 +218,24 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """``redis://:pw@host`` -> ``redis://:***@host`` (for logs and ``headswap stats``)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    """A URL safe to log, store and show: credentials and query string hidden, fragment
+    dropped (``https://u:pw@h:8443/p?token=x`` -> ``https://***@h:8443/p?***``).
+
+    The one redactor: settings (the Redis URL), callback logs and dead letters use it. A
+    URL it cannot parse is not echoed at all.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparseable url>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    if "@" in parts.netloc:
+        netloc = f"***@{netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 _POSITIVE = Range(min=0, min_inclusive=False)

@@ -2,7 +2,7 @@
 
 The one argument is the job id (no URL, no secret in a message). A failed attempt that
 may succeed later is retried with Celery's own retry (``countdown`` from the backoff
-policy in ``worker.callbacks``); the attempts are counted on the job record, so a
+policy in ``worker.callbacks.delivery``); the attempts are counted on the job record, so a
 redelivered message does not reset them.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from celery import Task
 
-from worker import callbacks
 from worker.app import app, get_runtime
+from worker.callbacks import delivery
 from worker.store import StoreError
 
 
 @app.task(
-    name=callbacks.TASK_NAME,
+    name=delivery.TASK_NAME,
     bind=True,
     max_retries=None,  # bounded by HEADSWAP_CALLBACK_MAX_ATTEMPTS, counted on the job
     autoretry_for=(StoreError,),
@@ -24,7 +24,7 @@ from worker.store import StoreError
     retry_backoff_max=60,
 )
 def deliver_callback(self: Task, job_id: str) -> str:
-    outcome = callbacks.deliver(get_runtime(), job_id)
+    outcome = delivery.deliver(get_runtime(), job_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in, max_retries=None)
     return outcome.status

@@ -7,8 +7,6 @@ instead of retryable, because sending it again could create (and bill) a second 
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 
 from worker.errors import (
@@ -20,6 +18,7 @@ from worker.errors import (
     AkoolNotFound,
     AkoolRetryable,
 )
+from worker.timing import parse_retry_after
 
 CODE_OK = 1000
 CODE_BAD_PARAMETER = 1003
@@ -32,22 +31,6 @@ CODE_ACCOUNT_BLOCKED = 1200
 CODE_SERVER_ERROR = 2001
 
 _AUTH_CODES = frozenset({CODE_TOKEN_INVALID, CODE_TOKEN_MISSING, CODE_ACCOUNT_BLOCKED})
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def for_http_status(

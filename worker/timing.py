@@ -1,11 +1,16 @@
-"""Pure timing rules: retry backoff and poll intervals. No I/O, so tested without a network.
+"""Pure timing rules: retry backoff, ``Retry-After`` and poll intervals. No I/O, so tested
+without a network.
 
-Jitter is isolated in :func:`full_jitter` so the rules themselves are deterministic.
+One backoff (:func:`retry_delay`) and one ``Retry-After`` parser (:func:`parse_retry_after`)
+serve Akool calls and HTTP callbacks alike. Jitter is isolated in :func:`full_jitter` so the
+rules themselves are deterministic.
 """
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
 
 
 def full_jitter(value: float, rng: random.Random | None = None) -> float:
@@ -20,18 +25,40 @@ def retry_delay(
     base: float = 1.0,
     cap: float = 120.0,
     retry_after: float | None = None,
+    retry_after_cap: float | None = None,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds before attempt ``attempt + 1`` of a create that was not received.
+    """Seconds to wait after failed attempt number ``attempt`` (1-based).
 
-    Exponential (base * 2**(attempt-1)), capped, jittered; never earlier than the
-    server's ``Retry-After`` (it knows when it will take us back).
+    Exponential (base * 2**(attempt-1)), capped at ``cap``, jittered over [half, full];
+    never earlier than the server's ``Retry-After`` (it knows when it will take us back),
+    itself honoured up to ``retry_after_cap`` (default ten times ``cap``).
     """
     exp = min(cap, base * (2 ** max(0, attempt - 1)))
     delay = full_jitter(exp, rng)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, cap * 10))
+    if retry_after is not None and retry_after > 0:
+        limit = cap * 10 if retry_after_cap is None else retry_after_cap
+        delay = max(delay, min(retry_after, limit))
     return delay
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date);
+    None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def first_poll_delay(

@@ -235,7 +235,8 @@ def test_the_post_goes_to_the_address_that_was_checked_not_a_second_lookup(redis
     import socket
 
     from config.settings import load_settings
-    from worker import callbacks, states
+    from worker import states
+    from worker.callbacks import delivery
     from worker.runtime import Runtime
 
     answers = iter(["127.0.0.1", "169.254.169.254"])
@@ -254,7 +255,7 @@ def test_the_post_goes_to_the_address_that_was_checked_not_a_second_lookup(redis
         port = receiver.server.server_port
         rt.store.create("pin-1", {"callback_url": f"http://hooks.test:{port}/cb/{n}"},
                         state=states.SUCCEEDED)
-        outcome = callbacks.deliver(rt, "pin-1", resolver=rebinding_resolver)
+        outcome = delivery.deliver(rt, "pin-1", resolver=rebinding_resolver)
         assert outcome.status == "delivered"
         assert lookups == ["hooks.test"]
         [post] = receiver.got(n)

@@ -79,3 +79,14 @@ def test_no_function_level_import_hides_a_cycle():
                             ("worker", "tasks", "config")):
                         offenders.append(f"{rel(path)}:{sub.lineno} {sub.module}")
     assert offenders == []
+
+
+def test_a_producer_checking_callback_signatures_loads_only_the_signing_module():
+    """``from worker.callbacks import verify_callback_signature`` in a producer's receiver
+    loads no delivery, store, Redis or HTTP client code."""
+    code = ("import sys; from worker.callbacks import verify_callback_signature; "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('worker', 'tasks', 'config', 'redis', 'requests', 'celery'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    assert out == ["worker", "worker.callbacks", "worker.callbacks.signing"]

@@ -13,22 +13,20 @@ import socket
 import pytest
 import requests
 
-from config.settings import load_settings
+from config.settings import load_settings, redact_url
 from tests.support.dispatch import RecordingDispatcher
 from worker import callbacks, notify, states
-from worker.callbacks import (
+from worker.callbacks import delivery, sign, verify_callback_signature
+from worker.callbacks.addresses import (
     BlockedAddress,
     address_allowed,
-    backoff_delay,
-    classify_status,
     parse_networks,
-    parse_target,
     resolve_checked,
-    safe_url,
-    sign,
-    verify_callback_signature,
 )
+from worker.callbacks.delivery import classify_status
+from worker.callbacks.transport import PinnedHostAdapter, parse_target
 from worker.errors import ConfigError
+from worker.timing import retry_delay
 
 SECRET = "cb-secret-for-tests-0123456789"
 BODY = b'{"job_id":"j1","state":"succeeded"}'
@@ -109,6 +107,23 @@ def test_public_addresses_are_allowed(ip):
     assert address_allowed(ip) is True
 
 
+@pytest.mark.parametrize("ip", [
+    "2002:7f00:1::", "2002:a9fe:a9fe::", "2002:c0a8:101::1", "2002:a00:1::",  # 6to4
+    "2001:0:808:808:0:0:80ff:fffe",  # Teredo, client 127.0.0.1
+    "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",  # NAT64
+])  # fmt: skip
+def test_ipv6_transition_addresses_are_judged_by_the_ipv4_they_carry(ip):
+    """6to4 addresses are 'global' to Python's ipaddress, yet a 6to4 relay delivers
+    2002:7f00:1:: to 127.0.0.1 (issue 11: two SSRF forms passed)."""
+    assert address_allowed(ip) is False
+    with pytest.raises(BlockedAddress):
+        resolve_checked("six.example", 80, (), fake_resolver(ip))
+
+
+def test_a_6to4_address_carrying_a_public_ipv4_is_allowed():
+    assert address_allowed("2002:808:808::1") is True
+
+
 def test_the_allow_list_opens_exactly_its_networks():
     allowed = parse_networks(["127.0.0.0/8", "10.1.0.0/16", "fd00::/8"])
     assert address_allowed("127.0.0.1", allowed)
@@ -171,7 +186,7 @@ def test_the_request_goes_to_the_checked_ip_and_names_the_host():
 
 
 def test_https_verifies_the_certificate_against_the_host_not_the_ip():
-    adapter = callbacks.PinnedHostAdapter()
+    adapter = PinnedHostAdapter()
     request = requests.Request("POST", "https://93.184.216.34:443/cb",
                                headers={"Host": "hooks.example.com"}).prepare()
     host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(request, True)
@@ -181,7 +196,10 @@ def test_https_verifies_the_certificate_against_the_host_not_the_ip():
 
 
 def test_logged_urls_carry_no_credentials_or_query():
-    assert safe_url("https://u:pw@h.example:8443/p?token=abc") == "https://h.example:8443/p"
+    assert redact_url("https://u:pw@h.example:8443/p?token=abc") == "https://***@h.example:8443/p?***"
+    assert redact_url("https://h.example/p") == "https://h.example/p"
+    assert redact_url("https://[::1]:99/p?X-Amz-Signature=s#frag") == "https://[::1]:99/p?***"
+    assert redact_url("https://u:pw@[::1/?t=1") == "<unparseable url>"  # never echoed
 
 
 # --- retry policy -------------------------------------------------------------------------
@@ -196,15 +214,16 @@ class FixedRandom:
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter_between_half_and_full():
-    full = [backoff_delay(n, base=5, cap=300, rng=FixedRandom(1.0)) for n in range(1, 9)]
+    full = [retry_delay(n, base=5, cap=300, rng=FixedRandom(1.0)) for n in range(1, 9)]
     assert full == [5, 10, 20, 40, 80, 160, 300, 300]
-    half = [backoff_delay(n, base=5, cap=300, rng=FixedRandom(0.0)) for n in range(1, 9)]
+    half = [retry_delay(n, base=5, cap=300, rng=FixedRandom(0.0)) for n in range(1, 9)]
     assert half == [2.5, 5, 10, 20, 40, 80, 150, 150]
 
 
 def test_backoff_honours_retry_after_but_not_beyond_the_cap():
-    assert backoff_delay(1, base=1, cap=60, retry_after=30, rng=FixedRandom(0)) == 30
-    assert backoff_delay(1, base=1, cap=60, retry_after=9999, rng=FixedRandom(0)) == 60
+    policy = {"base": 1, "cap": 60, "retry_after_cap": 60, "rng": FixedRandom(0)}
+    assert retry_delay(1, retry_after=30, **policy) == 30
+    assert retry_delay(1, retry_after=9999, **policy) == 60
 
 
 @pytest.mark.parametrize(("status", "verdict"), [
@@ -282,7 +301,7 @@ def test_a_2xx_delivers_a_signed_record_once_and_marks_the_job(make_rt):
     rt = make_rt()
     job_id = terminal_job(rt)
     session = FakeSession(204)
-    outcome = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    outcome = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert outcome.status == "delivered"
     [call] = session.calls
     assert call["url"] == "https://93.184.216.34:443/cb?k=1"
@@ -302,7 +321,7 @@ def test_a_2xx_delivers_a_signed_record_once_and_marks_the_job(make_rt):
     assert record["callback_status"] == "delivered"
     assert int(record["callback_attempts"]) == 1
     # a second run (a redelivered message) sends nothing
-    assert callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC).status == "skipped"
+    assert delivery.deliver(rt, job_id, session=session, resolver=PUBLIC).status == "skipped"
     assert len(session.calls) == 1
 
 
@@ -310,14 +329,14 @@ def test_retryable_failures_back_off_then_dead_letter_after_max_attempts(make_rt
     rt = make_rt()
     job_id = terminal_job(rt)
     session = FakeSession(500, (429, {"Retry-After": "7"}), requests.ConnectTimeout("x"))
-    first = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC,
+    first = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC,
                               rng=FixedRandom(1.0))
     assert (first.status, first.retry_in) == ("retry", 2.0)
     assert rt.store.get(job_id)["callback_status"] == "pending"
-    second = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC,
+    second = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC,
                                rng=FixedRandom(1.0))
     assert (second.status, second.retry_in) == ("retry", 7.0)  # Retry-After wins over 4 s
-    third = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    third = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert third.status == "dead" and third.reason == "attempts_exhausted"
     event_ids = [c["headers"]["X-Headswap-Event-Id"] for c in session.calls]
     assert event_ids == [f"{job_id}:succeeded"] * 3
@@ -326,7 +345,22 @@ def test_retryable_failures_back_off_then_dead_letter_after_max_attempts(make_rt
     [letter] = rt.store.callbacks.read_dead_letters()
     assert letter["job_id"] == job_id and letter["reason"] == "attempts_exhausted"
     assert letter["attempts"] == 3 and letter["last_error"] == "ConnectTimeout"
-    assert letter["url"] == "https://hooks.example.com/cb?k=1"
+    assert letter["url"] == "https://hooks.example.com/cb?***"  # a query may hold a token
+
+
+def test_a_retry_after_http_date_is_honoured_like_seconds(make_rt):
+    """RFC 9110 allows an HTTP-date; the callback policy once ignored it (issue 10)."""
+    import email.utils
+    import time
+
+    rt = make_rt()
+    job_id = terminal_job(rt)
+    when = email.utils.formatdate(time.time() + 20, usegmt=True)
+    session = FakeSession((503, {"Retry-After": when}))
+    outcome = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC,
+                                         rng=FixedRandom(1.0))
+    assert outcome.status == "retry"
+    assert 18 <= outcome.retry_in <= 20  # not the 2 s backoff of a first failure
 
 
 @pytest.mark.parametrize("status", [400, 404, 410, 302])
@@ -334,7 +368,7 @@ def test_a_permanent_answer_is_dead_lettered_at_once(make_rt, status):
     rt = make_rt()
     job_id = terminal_job(rt)
     session = FakeSession(status)
-    outcome = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    outcome = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert (outcome.status, outcome.reason, outcome.retry_in) == ("dead", "http_status", None)
     [letter] = rt.store.callbacks.read_dead_letters()
     assert letter["last_status"] == status and letter["attempts"] == 1
@@ -344,7 +378,7 @@ def test_a_blocked_address_is_dead_lettered_and_nothing_is_sent(make_rt):
     rt = make_rt()
     job_id = terminal_job(rt, url="http://metadata.internal/latest")
     session = FakeSession()
-    outcome = callbacks.deliver(rt, job_id, session=session,
+    outcome = delivery.deliver(rt, job_id, session=session,
                                 resolver=fake_resolver("169.254.169.254"))
     assert outcome.reason == "blocked_address"
     assert session.calls == []
@@ -356,7 +390,7 @@ def test_the_allow_list_lets_an_internal_receiver_through(make_rt):
     rt = make_rt(HEADSWAP_CALLBACK_ALLOWED_NETWORKS="10.0.0.0/8")
     job_id = terminal_job(rt, url="http://hooks.internal:8080/cb")
     session = FakeSession(200)
-    outcome = callbacks.deliver(rt, job_id, session=session, resolver=fake_resolver("10.1.2.3"))
+    outcome = delivery.deliver(rt, job_id, session=session, resolver=fake_resolver("10.1.2.3"))
     assert outcome.status == "delivered"
     assert session.calls[0]["url"] == "http://10.1.2.3:8080/cb"
     assert session.calls[0]["headers"]["Host"] == "hooks.internal:8080"
@@ -367,7 +401,7 @@ def test_without_a_secret_nothing_is_sent_and_the_reason_says_so(make_rt, caplog
     job_id = terminal_job(rt)
     session = FakeSession()
     with caplog.at_level(logging.ERROR, logger="worker.callbacks"):
-        outcome = callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+        outcome = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert outcome.reason == "no_callback_secret"
     assert session.calls == []
     assert any("HEADSWAP_CALLBACK_SECRET" in r.getMessage() for r in caplog.records)
@@ -380,7 +414,7 @@ def test_a_dns_failure_is_retried(make_rt):
     def no_dns(*a, **k):
         raise socket.gaierror("no such name")
 
-    outcome = callbacks.deliver(rt, job_id, session=FakeSession(), resolver=no_dns)
+    outcome = delivery.deliver(rt, job_id, session=FakeSession(), resolver=no_dns)
     assert outcome.status == "retry"
     assert rt.store.get(job_id)["callback_error"] == "dns: gaierror"
 
@@ -390,8 +424,8 @@ def test_neither_secret_nor_signature_reaches_the_logs(make_rt, caplog):
     job_id = terminal_job(rt, url="https://u:hunter2pw@hooks.example.com/cb")
     session = FakeSession(500, 200)
     with caplog.at_level(logging.DEBUG):
-        callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
-        callbacks.deliver(rt, job_id, session=session, resolver=PUBLIC)
+        delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
+        delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert rt.store.get(job_id)["callback_status"] == "delivered"
     signatures = [c["headers"]["X-Headswap-Signature"].split("=", 1)[1] for c in session.calls]
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
@@ -416,7 +450,7 @@ def test_the_callback_body_is_the_record_producers_get(make_rt):
     rt.store.update(job_id, {"callback_status": "pending", "callback_attempts": 2,
                              "notified_at": 1.0, "not_found_count": 3})
     record = rt.store.get(job_id)
-    body = json.loads(callbacks.callback_body(record))
+    body = json.loads(delivery.callback_body(record))
     view = notify.public_record(record)
     view.pop("notified_at")
     assert body == json.loads(json.dumps(view))

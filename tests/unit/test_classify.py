@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker import classify
+from worker import classify, timing
 from worker.errors import (
     AkoolAmbiguous,
     AkoolAuthError,
@@ -63,7 +63,7 @@ def test_success_code_is_not_an_error():
 
 
 def test_retry_after_accepts_seconds_and_http_dates():
-    assert classify.parse_retry_after("3") == 3.0
-    assert classify.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480) == 10.0
-    assert classify.parse_retry_after("soon") is None
-    assert classify.parse_retry_after(None) is None
+    assert timing.parse_retry_after("3") == 3.0
+    assert timing.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480) == 10.0
+    assert timing.parse_retry_after("soon") is None
+    assert timing.parse_retry_after(None) is None

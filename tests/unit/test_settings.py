@@ -48,4 +48,4 @@ def test_secret_can_be_read_from_a_mounted_file(tmp_path):
 
 def test_redact_url_keeps_urls_without_credentials():
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
-    assert redact_url("redis://:p@h:1/0") == "redis://:***@h:1/0"
+    assert redact_url("redis://:p@h:1/0") == "redis://***@h:1/0"

@@ -1,0 +1,45 @@
+"""HTTP callbacks to producers: the final job record POSTed to the job's ``callback_url``.
+
+:func:`worker.notify.notify` enqueues ``headswap.deliver_callback`` (queue
+``headswap.notify``, argument: the job id only) for a terminal job with a ``callback_url``;
+each task run makes one attempt, so a slow producer endpoint never holds up a
+notification. One module per concept:
+
+- :mod:`~worker.callbacks.signing` — the signature headers and
+  :func:`verify_callback_signature`: the part producers import (this package's namespace
+  re-exports it, and importing it loads nothing else of the worker);
+- :mod:`~worker.callbacks.addresses` — which addresses a callback may reach (SSRF);
+- :mod:`~worker.callbacks.transport` — the URL split for a pinned connection, the session;
+- :mod:`~worker.callbacks.delivery` — one attempt, its verdict and its retry delay;
+- :mod:`~worker.callbacks.dead_letters` — callbacks given up on, and the bookkeeping on
+  the job record (``callback_status`` = ``pending`` | ``delivered`` | ``failed``,
+  ``callback_attempts``, ``callback_last_status``, ``callback_error``).
+
+Delivery is at least once: a receiver deduplicates by ``X-Headswap-Event-Id``
+(``<job_id>:<state>``, the same on every attempt). The HMAC key is read from settings by
+the delivery alone, and neither it nor a signature is ever logged.
+"""
+
+from worker.callbacks.signing import (
+    DEFAULT_TOLERANCE_SECONDS,
+    HEADER_ATTEMPT,
+    HEADER_EVENT_ID,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    SIGNATURE_VERSION,
+    event_id,
+    sign,
+    verify_callback_signature,
+)
+
+__all__ = [
+    "DEFAULT_TOLERANCE_SECONDS",
+    "HEADER_ATTEMPT",
+    "HEADER_EVENT_ID",
+    "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
+    "SIGNATURE_VERSION",
+    "event_id",
+    "sign",
+    "verify_callback_signature",
+]
