@@ -59,6 +59,7 @@ SCHEDULE_HOLDS: Final[dict[str, frozenset[str]]] = {
     "inflight": frozenset({SUBMITTING, SUBMITTED, PROCESSING}),  # tasks at Akool (the cap)
     "poll": frozenset({SUBMITTED, PROCESSING}),  # next detail call of a remote task
     "outbox": TERMINAL,  # finished jobs whose notification has not completed
+    "callback": TERMINAL,  # when to make the next attempt of an HTTP callback
 }
 
 #: Schedules a job joins on entering a state. The arrow may give a delay (seconds from

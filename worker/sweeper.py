@@ -3,7 +3,8 @@
 - **wake-ups** (:func:`wake_due`, every poll tick): a queued job whose wake-up time has
   come (a retry, a wait for credits, the in-flight cap or the create rate, or a lost
   message) gets its submit message sent again. The queued -> submitting lock makes a
-  duplicate message harmless.
+  duplicate message harmless. Likewise an HTTP callback whose next attempt is due gets
+  its ``headswap.deliver_callback`` message (the callback lock makes a duplicate harmless).
 - **outbox**: a terminal job whose notify has not completed a minute later is re-notified.
 - **stuck submissions**: a job in ``submitting`` longer than a create can take (the worker
   died between sending and recording) is marked ambiguous.
@@ -20,7 +21,7 @@ import logging
 
 from worker import states
 from worker.jobs import message_from_record
-from worker.notify import notify_now
+from worker.notify import CALLBACK_QUEUE, CALLBACK_TASK, notify_now
 from worker.runtime import Runtime
 from worker.submission import WORKER_LOST
 
@@ -30,10 +31,11 @@ BATCH = 500
 
 
 def wake_due(rt: Runtime) -> int:
-    """Every poll tick: re-send the queued jobs whose wake-up time has come."""
+    """Every poll tick: re-send the queued jobs whose wake-up time has come, and the HTTP
+    callbacks whose next attempt is due."""
     if rt.store.guards.tick("wake_due", min_gap=rt.settings.poll_tick_seconds / 2) is None:
         return 0
-    return resend_due(rt)
+    return resend_due(rt) + resend_due_callbacks(rt)
 
 
 def sweep(rt: Runtime) -> dict[str, int]:
@@ -57,6 +59,17 @@ def resend_due(rt: Runtime) -> int:
         rt.send("headswap.submit", message_from_record(record), queue="headswap.submit")
         sent += 1
     return sent
+
+
+def resend_due_callbacks(rt: Runtime) -> int:
+    """Send the next attempt of each callback whose retry time has come. The claim's lease
+    (longer than one attempt) brings it back if this send or that attempt is lost."""
+    s = rt.settings
+    lease = s.callback_connect_timeout + s.callback_read_timeout + 30
+    due = rt.store.claim_due("callback", lease, BATCH)
+    for job_id in due:
+        rt.send(CALLBACK_TASK, {"job_id": job_id}, queue=CALLBACK_QUEUE)
+    return len(due)
 
 
 def renotify_stale(rt: Runtime) -> int:

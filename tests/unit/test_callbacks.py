@@ -348,6 +348,22 @@ def test_retryable_failures_back_off_then_dead_letter_after_max_attempts(make_rt
     assert letter["url"] == "https://hooks.example.com/cb?***"  # a query may hold a token
 
 
+def test_a_retry_waits_on_the_callback_schedule_by_the_redis_clock(make_rt, redis_client):
+    """No Celery countdown (an ETA on the sender's clock): the job joins the ``callback``
+    schedule at the retry time, and leaves it once delivered."""
+    rt = make_rt()
+    job_id = terminal_job(rt)
+    session = FakeSession((503, {"Retry-After": "7"}), 200)
+    first = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC, rng=FixedRandom(1.0))
+    assert (first.status, first.retry_in) == ("retry", 7.0)
+    key = rt.store.keys.schedule("callback")
+    due_in = float(redis_client.zscore(key, job_id)) - rt.store.clock()
+    assert 6.0 < due_in <= 7.0
+    assert rt.store.claim_due("callback", 60, 10) == []  # not due yet
+    assert delivery.deliver(rt, job_id, session=session, resolver=PUBLIC).status == "delivered"
+    assert redis_client.zscore(key, job_id) is None
+
+
 def test_a_retry_after_http_date_is_honoured_like_seconds(make_rt):
     """RFC 9110 allows an HTTP-date; the callback policy once ignored it (issue 10)."""
     import email.utils

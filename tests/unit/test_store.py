@@ -121,8 +121,8 @@ def test_schedule_membership_follows_the_states_data(store, redis_client):
     for target in path:
         store.transition("j1", target, delays={"poll": 1} if target == states.SUBMITTED else None)
         for name, holds in states.SCHEDULE_HOLDS.items():
-            if name == "ambiguous":
-                continue  # joined only when marked
+            if name in ("ambiguous", "callback"):
+                continue  # joined only when marked / when a callback attempt failed
             inside = score(redis_client, store, name, "j1") is not None
             assert inside == (target in holds), (target, name)
 

@@ -44,7 +44,8 @@ RECORD_FIELDS = CALLBACK_RECORD_FIELDS
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the task should do: nothing (``retry_in`` None) or run again after it."""
+    """What one attempt came to; for ``retry``, ``retry_in`` is when the next attempt is
+    scheduled (seconds from now)."""
 
     status: str  # delivered | retry | dead | skipped
     retry_in: float | None = None
@@ -65,10 +66,14 @@ def count_attempt(rt: Runtime, job_id: str) -> int:
     return count
 
 
-def bookkeep(rt: Runtime, job_id: str, fields: Mapping[str, Any]) -> None:
-    """Delivery bookkeeping on an existing job ('' deletes a field)."""
+def bookkeep(
+    rt: Runtime, job_id: str, fields: Mapping[str, Any], *, retry_in: float | None = None
+) -> None:
+    """Delivery bookkeeping on an existing job ('' deletes a field); with ``retry_in``, the
+    job joins the ``callback`` schedule that many seconds from now, in the same step."""
     rt.store.update(job_id, {k: (None if v == "" else v) for k, v in fields.items()
-                             if v is not None})  # fmt: skip
+                             if v is not None},
+                    join=None if retry_in is None else {"callback": retry_in})  # fmt: skip
 
 
 def dead(
@@ -107,6 +112,7 @@ def dead(
     if status is not None:
         fields["callback_last_status"] = status
     bookkeep(rt, job_id, fields)
+    rt.store.unschedule("callback", job_id)
     log.warning(
         "callback dead-lettered",
         extra={"job_id": job_id, "callback_url": url, "reason": reason,

@@ -10,7 +10,10 @@
 Any 2xx is delivered; 408, 429, 5xx, connection errors and timeouts are retried with the
 project's one backoff (:func:`worker.timing.retry_delay`, never before ``Retry-After``,
 capped) up to ``HEADSWAP_CALLBACK_MAX_ATTEMPTS``; any other answer (3xx, other 4xx) is
-permanent. The retry itself is the task's (``self.retry``): the one retry layer.
+permanent. A retry is data in Redis: the job joins the ``callback`` schedule at the
+retry time (server clock, in the same step as the bookkeeping) and beat's ``wake_due`` tick
+sends the next attempt — the one retry layer, and no Celery countdown, whose ETA is set on
+the sender's clock and awaited on the consumer's.
 """
 
 from __future__ import annotations
@@ -92,10 +95,12 @@ def deliver(
     store = rt.store
     record = store.get(job_id)
     if record is None or not record.get("callback_url"):
+        rt.store.unschedule("callback", job_id)
         return Outcome("skipped", reason="no_job_or_url")
     if record["state"] not in states.TERMINAL:
         return Outcome("skipped", reason="not_terminal")
     if record.get("callback_status") in (DELIVERED, FAILED):
+        rt.store.unschedule("callback", job_id)
         return Outcome("skipped", reason="done")
     url = str(record["callback_url"])
     info = {"job_id": job_id, "callback_url": redact_url(url)}
@@ -186,6 +191,7 @@ def _attempt(
             "callback_last_status": status, "callback_delivered_at": repr(time.time()),
             "callback_error": "",
         })  # fmt: skip
+        rt.store.unschedule("callback", job_id)
         log.info(
             "callback delivered",
             extra={**info, "attempt": attempt, "http_status": status, "seconds": elapsed},
@@ -221,13 +227,10 @@ def _failed_attempt(
     cap = s.callback_backoff_max_seconds
     delay = retry_delay(attempt, base=s.callback_backoff_base_seconds, cap=cap,
                         retry_after=retry_after, retry_after_cap=cap, rng=rng)  # fmt: skip
-    # A countdown message sits unacked in a worker: it must come back before Redis
-    # would hand it out again (visibility timeout).
-    delay = min(delay, s.visibility_timeout_seconds / 2)
     fields: dict[str, Any] = {"callback_status": PENDING, "callback_error": error}
     if status is not None:
         fields["callback_last_status"] = status
-    bookkeep(rt, job_id, fields)
+    bookkeep(rt, job_id, fields, retry_in=delay)
     log.info(
         "callback attempt failed; retrying",
         extra={**info, "attempt": attempt, "http_status": status, "error": error,

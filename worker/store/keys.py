@@ -35,7 +35,9 @@ from typing import Final
 
 #: The schedules, in the order the scripts receive them (KEYS[n..]); names as in
 #: :data:`worker.states.SCHEDULE_HOLDS`.
-SCHEDULES: Final = ("wakeup", "submitting", "ambiguous", "inflight", "poll", "outbox")
+SCHEDULES: Final = (
+    "wakeup", "submitting", "ambiguous", "inflight", "poll", "outbox", "callback",
+)  # fmt: skip
 #: Poll-schedule members for analyses start with this (job ids cannot contain ':').
 ANALYSIS_MEMBER_PREFIX: Final = "a:"
 
