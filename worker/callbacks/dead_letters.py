@@ -1,13 +1,14 @@
 """Callbacks given up on, and the delivery bookkeeping on the job record.
 
-A permanent failure or the last attempt writes a dead letter (one store step)::
+A permanent failure or the last attempt writes a dead letter (one transaction)::
 
     {p}:callback-dead:<job_id>   hash: job_id, event_id, state, url, reason, attempts,
                                  last_status, last_error, at   (expires with the job)
     {p}:callback-dead            zset: job ids by dead-letter time
 
-and the job record gets ``callback_status`` = ``failed``. The URL kept is redacted
-(:func:`config.settings.redact_url`): no credentials, no query string.
+then the job record gets ``callback_status`` = ``failed`` (see :func:`dead` for why two
+steps in that order are safe). The URL kept is redacted
+(:func:`config.settings.redact_url`, the one redactor): credentials and query hidden.
 """
 
 from __future__ import annotations
