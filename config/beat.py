@@ -25,11 +25,6 @@ def beat_schedule(s: Settings) -> dict[str, dict[str, Any]]:
             "schedule": s.poll_tick_seconds,
             "options": {"queue": "headswap.poll"},
         },
-        "wake-due": {
-            "task": "headswap.wake_due",
-            "schedule": s.poll_tick_seconds,
-            "options": {"queue": "headswap.poll"},
-        },
         "sweep": {
             "task": "headswap.sweep",
             "schedule": SWEEP_SECONDS,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from worker import polling
+from worker import polling, sweeper
 from worker.app import app, get_runtime
 
 
 @app.task(name="headswap.poll_due")
 def poll_due() -> int:
-    """Claim due remote tasks and fan them out in batches."""
-    return polling.claim_and_fan_out(get_runtime())
+    """The poll tick: claim due remote tasks and fan them out in batches; re-send the
+    queued jobs and callbacks whose time has come (:func:`worker.sweeper.tick`)."""
+    return sweeper.tick(get_runtime())
 
 
 @app.task(name="headswap.poll_batch")

@@ -8,7 +8,8 @@ from worker.app import app, get_runtime
 
 @app.task(name="headswap.wake_due")
 def wake_due() -> int:
-    """Re-send the submit of queued jobs whose wake-up time has come."""
+    """What the poll tick does for the wake-up and callback schedules. Beat no longer sends
+    it (``headswap.poll_due`` does both); kept for messages a previous beat sent."""
     return sweeper.wake_due(get_runtime())
 
 

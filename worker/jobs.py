@@ -155,6 +155,15 @@ class Jobs:
             delays={"wakeup": self.t.resend_after},
         )
 
+    def stored(self, job_id: str, job: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The record of ``job_id`` when it holds this very job (same fingerprint), else
+        None. A submit message whose job the producer already enqueued (or a re-send, or
+        a redelivery) needs no create step: one read instead of a script and a read."""
+        record = self.store.get(job_id)
+        if record is None or record.get("fp") != job_fingerprint(record_fields(job)):
+            return None
+        return record
+
     def reject_message(self, job_id: str, kept: Mapping[str, Any]) -> bool:
         """An invalid message becomes a ``rejected`` record under ``job_id`` — a new id
         only: a message that does not validate never changes an existing job. True when

@@ -31,20 +31,29 @@ NOT_FOUND_LIMIT = 3
 LATE_TICKS = 5
 
 
-def claim_and_fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
-    """Claim due members and send them out as ``headswap.poll_batch`` messages.
-
-    A tick that comes less than half an interval after the previous one (ticks that
-    piled up while no worker took them, or a second beat) is skipped: by the server's
-    clock, so it needs no agreement between the clocks of beat and workers.
-    """
+def tick_runs(rt: Runtime) -> bool:
+    """Whether this poll tick runs. A tick that comes less than half an interval after the
+    previous one (ticks that piled up while no worker took them, or a second beat) is
+    skipped: by the server's clock, so it needs no agreement between the clocks of beat and
+    workers. A tick that comes very late is logged."""
     s = rt.settings
     gap = rt.store.guards.tick("poll_due", min_gap=s.poll_tick_seconds / 2)
     if gap is None:
-        return 0
+        return False
     if gap > LATE_TICKS * s.poll_tick_seconds:
         log.warning("poll ticks were late: nothing was polled meanwhile",
                     extra={"gap_seconds": round(gap, 1)})  # fmt: skip
+    return True
+
+
+def claim_and_fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
+    """One poll tick's polling (:func:`tick_runs`, then :func:`fan_out`)."""
+    return fan_out(rt, max_batches=max_batches) if tick_runs(rt) else 0
+
+
+def fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
+    """Claim due members and send them out as ``headswap.poll_batch`` messages."""
+    s = rt.settings
     due = rt.store.claim_due("poll", s.poll_lease_seconds, s.poll_batch_size * max_batches)
     for start in range(0, len(due), s.poll_batch_size):
         batch = due[start : start + s.poll_batch_size]

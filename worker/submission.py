@@ -78,6 +78,20 @@ def submit(rt: Runtime, message: Any) -> Outcome:
     except JobValidationError as exc:
         return reject(rt, message, exc.errors)
     job_id = job["job_id"] or new_job_id()
+    record = rt.jobs.stored(job_id, job) if job["job_id"] else None
+    if record is None:
+        outcome = _enqueue(rt, message, job_id, job)
+        if outcome is not None:
+            return outcome
+        record = rt.store.require(job_id)
+    if record["state"] != states.QUEUED:
+        return Outcome("skipped", job_id)  # redelivered, or already past the lock
+    return _submit_queued(rt, record)
+
+
+def _enqueue(rt: Runtime, message: Any, job_id: str, job: dict[str, Any]) -> Outcome | None:
+    """Create the job's record; an Outcome when this message ends here (a conflict, or a
+    duplicate of another job by its idempotency key), None when the job is ``job_id``."""
     created = rt.jobs.enqueue(job_id, job)
     if created.status == "conflict":
         used = f"Key {job.get('idempotency_key')!r} was used for job {created.job_id}"
@@ -90,10 +104,7 @@ def submit(rt: Runtime, message: Any) -> Outcome:
     if created.job_id != job_id:
         log.info("duplicate by idempotency key", extra={"job_id": created.job_id})
         return Outcome("skipped", created.job_id)
-    record = rt.store.require(job_id)
-    if record["state"] != states.QUEUED:
-        return Outcome("skipped", job_id)  # redelivered, or already past the lock
-    return _submit_queued(rt, record)
+    return None
 
 
 def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:

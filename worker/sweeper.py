@@ -1,10 +1,10 @@
 """The periodic sweep: nothing a crash or a lost message leaves behind stays stuck.
 
-- **wake-ups** (:func:`wake_due`, every poll tick): a queued job whose wake-up time has
-  come (a retry, a wait for credits, the in-flight cap or the create rate, or a lost
-  message) gets its submit message sent again. The queued -> submitting lock makes a
-  duplicate message harmless. Likewise an HTTP callback whose next attempt is due gets
-  its ``headswap.deliver_callback`` message (the callback lock makes a duplicate harmless).
+- **wake-ups** (:func:`wake_due`, part of every poll tick, :func:`tick`): a queued job
+  whose wake-up time has come (a retry, a wait for credits, the in-flight cap or the
+  create rate, or a lost message) gets its submit message sent again; the queued ->
+  submitting lock makes a duplicate harmless. Likewise an HTTP callback whose next
+  attempt is due gets its ``headswap.deliver_callback`` (the callback lock, likewise).
 - **outbox**: a terminal job whose notify has not completed a minute later is re-notified.
 - **stuck submissions**: a job in ``submitting`` longer than a create can take (the worker
   died between sending and recording) is marked ambiguous.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from worker import states
+from worker import polling, states
 from worker.jobs import message_from_record
 from worker.notify import CALLBACK_QUEUE, CALLBACK_TASK, notify_now
 from worker.runtime import Runtime
@@ -30,11 +30,19 @@ log = logging.getLogger(__name__)
 BATCH = 500
 
 
-def wake_due(rt: Runtime) -> int:
-    """Every poll tick: re-send the queued jobs whose wake-up time has come, and the HTTP
-    callbacks whose next attempt is due."""
-    if rt.store.guards.tick("wake_due", min_gap=rt.settings.poll_tick_seconds / 2) is None:
+def tick(rt: Runtime) -> int:
+    """The poll tick (``headswap.poll_due``, beat, every ``HEADSWAP_POLL_TICK_SECONDS``),
+    one task for every schedule that needs the tick: due remote tasks are claimed and fanned
+    out (:func:`worker.polling.fan_out`), then the queued jobs whose wake-up time has come
+    and the HTTP callbacks whose next attempt is due are re-sent. Returns the members sent."""
+    if not polling.tick_runs(rt):
         return 0
+    return polling.fan_out(rt) + wake_due(rt)
+
+
+def wake_due(rt: Runtime) -> int:
+    """Re-send the queued jobs whose wake-up time has come, and the HTTP callbacks whose
+    next attempt is due."""
     return resend_due(rt) + resend_due_callbacks(rt)
 
 

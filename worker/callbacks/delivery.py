@@ -11,7 +11,7 @@ Any 2xx is delivered; 408, 429, 5xx, connection errors and timeouts are retried 
 project's one backoff (:func:`worker.timing.retry_delay`, never before ``Retry-After``,
 capped) up to ``HEADSWAP_CALLBACK_MAX_ATTEMPTS``; any other answer (3xx, other 4xx) is
 permanent. A retry is data in Redis: the job joins the ``callback`` schedule at the
-retry time (server clock, in the same step as the bookkeeping) and beat's ``wake_due`` tick
+retry time (server clock, in the same step as the bookkeeping) and beat's poll tick
 sends the next attempt — the one retry layer, and no Celery countdown, whose ETA is set on
 the sender's clock and awaited on the consumer's.
 """

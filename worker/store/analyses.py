@@ -33,6 +33,9 @@ class AnalysisStore:
         """Take the right to start this URL's analysis (one atomic step). None when taken;
         otherwise the stored analysis. A pending claim older than ``stale_after`` without
         an Akool id (its worker died) is taken over."""
+        current = self.get(video_url)
+        if current and (current.get("status") != "pending" or current.get("analysis_id")):
+            return current  # settled, or followed by the poller: nothing to take over
         reply = self._scripts(
             "analysis_claim",
             [self._keys.analysis(video_url)],
