@@ -1,9 +1,9 @@
 """``headswap.deliver_callback``: one attempt to POST a job's record to its callback_url.
 
 The one argument is the job id (no URL, no secret in a message). A failed attempt that
-may succeed later puts the job on the ``callback`` schedule (Redis clock); beat's
-poll tick (``headswap.poll_due``) sends the next attempt. The attempts are counted on the job record, so a
-redelivered message does not reset them. A store failure is retried by Celery
+may succeed later puts the job on the ``callback`` schedule (Redis clock); beat's poll
+tick (``headswap.poll_due``) sends the next attempt. The attempts are counted on the job
+record, so a redelivered message does not reset them. A store failure is retried by Celery
 (``autoretry_for``): with Redis away there is nowhere else to keep the retry.
 """
 

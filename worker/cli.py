@@ -130,6 +130,8 @@ def _stats_table(figures: dict[str, Any]) -> Any:
         table.add_row(f"{state} per minute", str(rate))
     for reason, count in figures["failed_by_reason"].items():
         table.add_row(f"failed: {reason}", str(count))
+    for risk, text in figures.get("redis_risks", {}).items():
+        table.add_row(f"[red]redis {risk} risk[/red]", text)
     return table
 
 

@@ -51,9 +51,22 @@ class Hooks:
             removed = 0  # the next worker to start tries again
         if removed:
             log.warning("obsolete queue bindings removed", extra={"count": removed})
+        self.check_redis()
         port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
         if port:
             start_metrics_server(port, self.runtime().store)
+
+    def check_redis(self) -> None:
+        """Say at start what in Redis's configuration can lose jobs (an evicting policy is
+        an error: jobs vanish silently; no append-only file a warning)."""
+        try:
+            risks = self.runtime().store.server_risks()
+        except StoreError:
+            return
+        if "eviction" in risks:
+            log.error("redis can evict jobs", extra={"risk": risks["eviction"]})
+        if "persistence" in risks:
+            log.warning("redis does not persist jobs", extra={"risk": risks["persistence"]})
 
     def announce(self) -> None:
         if not self.hostname:

@@ -26,6 +26,7 @@ def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
     return {
         **dataclasses.asdict(snap),
         "beat_last_tick_age_s": rt.store.guards.last_tick_age("poll_due"),
+        "redis_risks": rt.store.server_risks(),
         "window_s": window,
         "per_minute": {s: round(n * 60 / window, 2) for s, n in sorted(transitions.items())},
         "failed_by_reason": dict(failures),

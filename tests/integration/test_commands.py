@@ -71,3 +71,44 @@ def test_headswap_worker_and_beat_pass_celery_options_through_and_log_at_info(
     # And a worker that shut down withdrew its presence record
     assert presence.record_of(client, settings.key_prefix, hostname) is None
     client.close()
+
+
+def test_a_worker_says_at_start_when_redis_can_evict_or_forget_jobs(sandbox, tmp_path):
+    """An evicting maxmemory-policy once made 200 of 600 jobs vanish with nothing logged
+    (issue 12): `headswap worker` now says so at start, and `headswap stats` shows it."""
+    from worker.devstack.redis_server import start_redis
+
+    server = start_redis(extra_args=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
+    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": server.url,
+           "HEADSWAP_LOG_FORMAT": "json",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    worker = spawn([HEADSWAP, "worker", "-c", "1", "-n", "risk@%h"], env=env,
+                   log=tmp_path / "worker.log")
+    client = redis_client(load_settings(env))
+    try:
+        hostname = f"risk@{socket.gethostname()}"
+        wait_until(lambda: presence.record_of(client, "headswap", hostname) is not None, 30,
+                   what="the worker to start")
+        lines = [json.loads(x) for x in (tmp_path / "worker.log").read_text().splitlines()
+                 if x.startswith("{")]
+        said = {(x["level"], x["msg"]): x.get("risk", "") for x in lines}
+        assert "allkeys-lru" in said[("ERROR", "redis can evict jobs")]
+        assert "appendonly" in said[("WARNING", "redis does not persist jobs")]
+        stats = json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))
+        assert set(stats["redis_risks"]) == {"eviction", "persistence"}
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("appendonly", "yes")
+        wait_until(lambda: json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))[
+            "redis_risks"] == {}, 20, what="the risks to clear once Redis is configured")
+    finally:
+        stop(worker)
+        client.close()
+        server.stop()
+
+
+def spawn_output(args: list[str], env: dict[str, str]) -> str:
+    import subprocess
+
+    done = subprocess.run(args, env={**os.environ, **env}, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True)
+    return done.stdout

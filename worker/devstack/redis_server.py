@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +73,10 @@ def start_redis(
     appendonly: bool = False,
     directory: Path | None = None,
     password: str = "",
+    extra_args: Sequence[str] = (),
 ) -> LocalRedis:
-    """Start ``redis-server`` and wait until it answers PING."""
+    """Start ``redis-server`` and wait until it answers PING (``extra_args``: more
+    configuration, e.g. ``["--maxmemory-policy", "allkeys-lru"]``)."""
     port = port or free_port()
     workdir = directory or Path(tempfile.mkdtemp(prefix="headswap-redis-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +96,7 @@ def start_redis(
     ]  # fmt: skip
     if password:
         args += ["--requirepass", password]
+    args += list(extra_args)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = LocalRedis(port=port, process=proc, directory=workdir, password=password)
     deadline = time.monotonic() + 10

@@ -299,6 +299,30 @@ class JobStore:
     def pending_count(self) -> int:
         return cast(int, self._redis.zcard(self.keys.schedule("poll")))
 
+    def server_risks(self) -> dict[str, str]:
+        """What in the Redis server's configuration can lose jobs: ``eviction`` and
+        ``persistence``, each in words, when seen (empty: none). Read with INFO, which
+        managed services allow (CONFIG may not be)."""
+        try:
+            memory = cast(dict[str, Any], self._redis.info("memory"))
+            persistence = cast(dict[str, Any], self._redis.info("persistence"))
+        except redis.ResponseError:
+            return {}  # INFO refused (a proxy): nothing to judge by
+        risks = {}
+        policy = str(memory.get("maxmemory_policy", "noeviction"))
+        if policy != "noeviction" and int(memory.get("maxmemory") or 0) > 0:
+            risks["eviction"] = (
+                f"maxmemory-policy is {policy}: when memory fills, Redis evicts keys — job "
+                "records, locks and idempotency keys — and jobs vanish or are created twice; "
+                "set maxmemory-policy noeviction"
+            )
+        if not int(persistence.get("aof_enabled") or 0):
+            risks["persistence"] = (
+                "appendonly is off: a Redis restart loses every job written since the last "
+                "snapshot (all of them without one); set appendonly yes"
+            )
+        return risks
+
     def snapshot(self, queues: Iterable[str]) -> Snapshot:
         """Queue lengths and schedule sizes in one round trip (server clock)."""
         queues = list(queues)
