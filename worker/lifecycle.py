@@ -34,6 +34,7 @@ class Hooks:
         self.runtime = runtime
         self.hostname: str | None = None
         self.announced_at = 0.0
+        self.epoch: float | None = None
 
     def own_logging(self, **_: Any) -> None:
         """With a receiver connected Celery leaves logging alone (otherwise it resets the
@@ -72,10 +73,24 @@ class Hooks:
         if not self.hostname:
             return
         try:
-            self.runtime().store.workers.announce(self.hostname, os.getpid())
+            store = self.runtime().store
+            self.check_epoch(store.epoch())
+            store.workers.announce(self.hostname, os.getpid())
             self.announced_at = time.monotonic()
         except StoreError as exc:  # the next heartbeat tries again
             log.warning("presence record not written", extra={"error": type(exc).__name__})
+
+    def check_epoch(self, epoch: float) -> None:
+        """A Redis that lost its data (restarted without persistence, flushed, evicted)
+        looks like a healthy empty system: say so, once per loss, in every worker."""
+        if self.epoch is not None and epoch != self.epoch:
+            log.error(
+                "redis lost its data: every job, schedule and idempotency key written before "
+                "is gone (restarted empty, flushed or evicted); producers must re-send, and "
+                "tasks already created at Akool are not known here",
+                extra={"data_since": epoch, "previous_data_since": self.epoch},
+            )
+        self.epoch = epoch
 
     def touch(self, min_interval: float = 2.0) -> None:
         """The liveness file; a write that fails is logged (the probe will tell) and never

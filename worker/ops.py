@@ -27,6 +27,7 @@ def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
         **dataclasses.asdict(snap),
         "beat_last_tick_age_s": rt.store.guards.last_tick_age("poll_due"),
         "redis_risks": rt.store.server_risks(),
+        "redis_data_since": rt.store.epoch(),
         "window_s": window,
         "per_minute": {s: round(n * 60 / window, 2) for s, n in sorted(transitions.items())},
         "failed_by_reason": dict(failures),

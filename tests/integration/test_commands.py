@@ -112,3 +112,34 @@ def spawn_output(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(args, env={**os.environ, **env}, cwd=ROOT, capture_output=True,
                           text=True, timeout=60, check=True)
     return done.stdout
+
+
+def test_a_worker_says_when_redis_lost_its_data_under_it(redis_server, sandbox, tmp_path):
+    """Redis restarted without persistence once left 'a healthy empty system' in
+    `headswap stats` and not one log line (issue 12). Now each worker says it (within a
+    presence refresh, 15 s) and `headswap stats` tells since when the data reaches back."""
+    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
+           "HEADSWAP_LOG_FORMAT": "json",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    worker = spawn([HEADSWAP, "worker", "-c", "1", "-n", "epoch@%h"], env=env,
+                   log=tmp_path / "worker.log")
+    client = redis_client(load_settings(env))
+    try:
+        hostname = f"epoch@{socket.gethostname()}"
+        wait_until(lambda: presence.record_of(client, "headswap", hostname) is not None, 30,
+                   what="the worker to start")
+        before = json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))["redis_data_since"]
+        client.flushdb()  # what a restart without persistence leaves
+
+        def lost() -> list[dict]:
+            return [x for x in map(json.loads, [line for line in (
+                tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")])
+                if x["msg"].startswith("redis lost its data")]
+        wait_until(lambda: bool(lost()), 40, what="the worker to notice the loss")
+        [said] = lost()
+        assert said["level"] == "ERROR" and said["previous_data_since"] == before
+        after = json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))["redis_data_since"]
+        assert after > before
+    finally:
+        stop(worker)
+        client.close()

@@ -299,6 +299,20 @@ class JobStore:
     def pending_count(self) -> int:
         return cast(int, self._redis.zcard(self.keys.schedule("poll")))
 
+    def epoch(self) -> float:
+        """The server time this Redis started to hold our data: written once by the first
+        process that finds it missing. A value that changes under a running process means
+        Redis lost everything in between (restarted empty, flushed, evicted)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.time()
+        pipe.get(self.keys.epoch)
+        (secs, micros), current = pipe.execute()
+        if current is not None:
+            return float(current)
+        stamp = f"{secs + micros / 1_000_000:.3f}"
+        self._redis.set(self.keys.epoch, stamp, nx=True)
+        return float(cast(str, self._redis.get(self.keys.epoch)) or stamp)
+
     def server_risks(self) -> dict[str, str]:
         """What in the Redis server's configuration can lose jobs: ``eviction`` and
         ``persistence``, each in words, when seen (empty: none). Read with INFO, which

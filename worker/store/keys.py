@@ -117,3 +117,8 @@ class Keys:
 
     def worker(self, hostname: str) -> str:
         return f"{self.tag}:worker:{hostname}"
+
+    @property
+    def epoch(self) -> str:
+        """Since when this Redis holds our data (see :meth:`JobStore.epoch`)."""
+        return f"{self.tag}:epoch"
