@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from tests.support.procs import free_port
 from tests.support.sandbox import FAST_KNOBS, SandboxProcess
 from tests.support.stack import producer_for, running_stack
-from worker.devstack.redis_server import find_redis_server
+from worker.devstack.redis_server import DATABASES, find_redis_server
 
 
 def _write_pem(path: Path, data: bytes) -> str:
@@ -69,7 +69,8 @@ def tls_redis(tmp_path):
     proc = subprocess.Popen([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
                              "--tls-cert-file", certs["cert"], "--tls-key-file", certs["key"],
                              "--tls-ca-cert-file", certs["ca"], "--tls-auth-clients", "no",
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+                             "--databases", str(DATABASES)],  # stacks take a database each
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"rediss://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, ssl_ca_certs=certs["ca"])
