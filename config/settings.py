@@ -238,6 +238,18 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
+def redact_urls(value: Any) -> Any:
+    """``value`` with every string that holds a URL redacted (:func:`redact_url`), dicts
+    and lists walked: what a log line or a task event may show of a job message."""
+    if isinstance(value, str):
+        return redact_url(value) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {k: redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_urls(v) for v in value]
+    return value
+
+
 _POSITIVE = Range(min=0, min_inclusive=False)
 
 

@@ -11,9 +11,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from celery import Celery
+from celery.utils.saferepr import saferepr
 
 from config.celery import celery_config
-from config.settings import Settings
+from config.settings import Settings, redact_urls
+
+#: As Celery's own (``argsrepr_maxsize``).
+REPR_MAXSIZE = 1024
 
 
 class Dispatcher(Protocol):
@@ -39,7 +43,15 @@ class CeleryDispatcher:
         args: Sequence[Any] = (),
         queue: str | None = None,
     ) -> None:
-        self.app.send_task(name, args=list(args), kwargs=dict(kwargs or {}), queue=queue)
+        """The message carries the job whole; what Celery logs and puts in task events
+        (``argsrepr``/``kwargsrepr``, otherwise the full values) has its URLs redacted:
+        no credentials or presigned query strings in worker logs or Flower."""
+        args, kw = list(args), dict(kwargs or {})
+        self.app.send_task(
+            name, args=args, kwargs=kw, queue=queue,
+            argsrepr=saferepr(redact_urls(args), REPR_MAXSIZE),
+            kwargsrepr=saferepr(redact_urls(kw), REPR_MAXSIZE),
+        )  # fmt: skip
 
 
 def sender_app(settings: Settings, name: str = "headswap-sender") -> Celery:

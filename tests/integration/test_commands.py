@@ -143,3 +143,36 @@ def test_a_worker_says_when_redis_lost_its_data_under_it(redis_server, sandbox, 
     finally:
         stop(worker)
         client.close()
+
+
+def test_secrets_inside_job_urls_stay_out_of_the_worker_log(redis_server, sandbox, tmp_path):
+    """A presigned query string or ``user:password@`` in a job's URLs once appeared in
+    Celery's task received lines at INFO (issue 11): every send now carries redacted
+    ``argsrepr``/``kwargsrepr``, which is what Celery logs and puts in task events."""
+    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
+           "HEADSWAP_LOG_LEVEL": "INFO", "HEADSWAP_LOG_FORMAT": "json",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    worker = spawn([HEADSWAP, "worker", "-c", "2", "-n", "redact@%h"], env=env,
+                   log=tmp_path / "worker.log")
+    beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,
+                 log=tmp_path / "beat.log")
+    settings = load_settings(env)
+    client = redis_client(settings)
+    producer = Producer(settings)
+    try:
+        hostname = f"redact@{socket.gethostname()}"
+        wait_until(lambda: presence.record_of(client, "headswap", hostname) is not None, 30,
+                   what="the worker to start")
+        job_id = producer.submit(
+            video_url="https://cdn.example.com/v.mp4?duration=4&X-Amz-Signature=sig-SECRET-1",
+            mappings=[{"obj_id": 0, "img_url": "https://u:pw-SECRET-2@cdn.example.com/f.jpg"}],
+            resolution="720p")
+        assert producer.wait(job_id, timeout=30)["state"] == "succeeded"
+    finally:
+        producer.close()
+        stop(worker)
+        stop(beat)
+        client.close()
+    log = (tmp_path / "worker.log").read_text()
+    assert f"{job_id}" in log and "received" in log  # Celery's lines were there to check
+    assert "SECRET" not in log

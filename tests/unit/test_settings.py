@@ -49,3 +49,14 @@ def test_secret_can_be_read_from_a_mounted_file(tmp_path):
 def test_redact_url_keeps_urls_without_credentials():
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
     assert redact_url("redis://:p@h:1/0") == "redis://***@h:1/0"
+
+
+def test_redact_urls_walks_a_job_message():
+    from config.settings import redact_urls
+
+    message = {"video_url": "https://c.example/v.mp4?sig=s1", "n": 3, "mappings": [
+        {"obj_id": 0, "img_url": "https://u:p@c.example/f.jpg"}], "note": "no url here"}
+    assert redact_urls(message) == {
+        "video_url": "https://c.example/v.mp4?***", "n": 3, "note": "no url here",
+        "mappings": [{"obj_id": 0, "img_url": "https://***@c.example/f.jpg"}]}
+    assert redact_urls(("https://h/p?t=1",)) == ["https://h/p?***"]
