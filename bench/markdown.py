@@ -427,7 +427,7 @@ scheduled), with an idempotency key, a callback task and metadata as in the READ
 example. Every key it left and every shared structure it entered are then cloned through a
 pipeline, with fresh ids of the same length, to each size. A *full* tick makes
 {sc.get('tick_cap', 0):,} members due (the most one tick claims: `POLL_BATCH_SIZE` × 20
-batches) and times `worker.polling.claim_and_fan_out` itself, with real `send_task` to the
+batches) and times the poll tick itself (`worker.sweeper.tick`), with real `send_task` to the
 broker; a *one-batch* tick has
 {sc.get('batch_size')} due, an *idle* one none.
 

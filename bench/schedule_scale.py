@@ -12,7 +12,8 @@ At each size:
 - **memory**: ``INFO memory`` ``used_memory`` above the empty store, divided by the jobs;
   the event stream is measured apart (three entries per job, capped at
   ``EVENTS_MAXLEN`` entries in all, so its cost per job falls once the cap is reached);
-- **tick**: :func:`worker.polling.claim_and_fan_out` itself, timed with real ``send_task``
+- **tick**: the poll tick itself (:func:`worker.sweeper.tick`: the poll claim and fan-out,
+  then the wake-up and callback claims), timed with real ``send_task``
   to the broker, after making ``due`` members due: the cap of one tick (``batch_size *
   max_batches``), a light tick (one batch) and an idle one (nothing due).
 """
@@ -202,20 +203,22 @@ def key_breakdown(r: redis.Redis, footprint: Footprint, pending: int) -> dict[st
 
 def time_ticks(r: redis.Redis, rt: Any, cloner: Cloner, due: int,
                ticks: int) -> dict[str, float]:
-    """Median / p95 / max ms of ``claim_and_fan_out`` with ``due`` members due per tick."""
-    from worker.polling import claim_and_fan_out
+    """Median / p95 / max ms of the poll tick with ``due`` members due per tick
+    (``claim_p50_ms``: the poll schedule's claim alone)."""
+    from worker.sweeper import tick
 
     store = rt.store
     poll_key = store.keys.schedule("poll")
     claim_ms: list[float] = []
     orig_claim = store.claim_due
 
-    def timed_claim(*a: Any, **kw: Any) -> list[str]:
+    def timed_claim(schedule: str, *a: Any, **kw: Any) -> list[str]:
         t = time.perf_counter()
         try:
-            return orig_claim(*a, **kw)  # type: ignore[no-any-return]
+            return orig_claim(schedule, *a, **kw)  # type: ignore[no-any-return]
         finally:
-            claim_ms.append((time.perf_counter() - t) * 1000)
+            if schedule == "poll":
+                claim_ms.append((time.perf_counter() - t) * 1000)
 
     store.claim_due = timed_claim
     total_ms: list[float] = []
@@ -227,7 +230,7 @@ def time_ticks(r: redis.Redis, rt: Any, cloner: Cloner, due: int,
                 r.zadd(poll_key, {m: time.time() - 1 for m in members}, xx=True)
             r.delete(store.keys.beat("poll_due"))  # each tick here is a real, spaced-out one
             t = time.perf_counter()
-            claimed.append(claim_and_fan_out(rt))
+            claimed.append(tick(rt))
             total_ms.append((time.perf_counter() - t) * 1000)
             r.delete("headswap.poll")  # the messages a worker would consume
             # put the claimed members back in the future, as a poll would
@@ -327,7 +330,7 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
         "events_cap_mb": round(stream_per_job / 3 * EVENTS_MAXLEN / 2**20, 1),
     }
     if profile is not None:
-        from worker.polling import claim_and_fan_out
+        from worker.sweeper import tick
 
         def make_due() -> None:
             r.delete("headswap.poll", rt.store.keys.beat("poll_due"))
@@ -335,7 +338,7 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
             r.zadd(rt.store.keys.schedule("poll"), {m: time.time() - 1 for m in members},
                    xx=True)
 
-        result["profile"] = profile(lambda: claim_and_fan_out(rt), setup=make_due)
+        result["profile"] = profile(lambda: tick(rt), setup=make_due)
     result["listpack_variant"] = listpack_variant(r, rt, footprint, min(sizes[-1], 10_000))
     r.flushdb()
     r.close()

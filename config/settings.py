@@ -197,6 +197,11 @@ class Settings:
         return self.connect_timeout + self.read_timeout + 30.0
 
     @property
+    def longest_callback_seconds(self) -> float:
+        """Longer than any callback attempt can take: its lock and its retry's lease."""
+        return self.callback_connect_timeout + self.callback_read_timeout + 30.0
+
+    @property
     def uses_token_auth(self) -> bool:
         return bool(self.akool_client_id and self.akool_client_secret) and not self.akool_api_key
 

@@ -1,10 +1,10 @@
 """Following remote tasks to their end.
 
 The schedule is a Redis sorted set (``poll``) of job ids (and ``a:<hash>`` analyses)
-scored by next poll time on the Redis server's clock. :func:`claim_and_fan_out` (beat,
-every few seconds) takes due members atomically and moves their score forward by a lease,
-so two beats or two pollers never take the same member in one round; a lost
-``poll_batch`` message simply lets the lease run out and the member comes due again.
+scored by next poll time on the Redis server's clock. :func:`fan_out` (part of beat's
+poll tick, :func:`worker.sweeper.tick`) takes due members atomically and moves their score
+forward by a lease, so two beats or two pollers never take the same member in one round;
+a lost ``poll_batch`` message simply lets the lease run out and the member comes due again.
 
 What a remote status does to a job is :meth:`worker.jobs.Jobs.apply_remote_status`'s; the
 poller and the webhook receiver both call it.
@@ -44,11 +44,6 @@ def tick_runs(rt: Runtime) -> bool:
         log.warning("poll ticks were late: nothing was polled meanwhile",
                     extra={"gap_seconds": round(gap, 1)})  # fmt: skip
     return True
-
-
-def claim_and_fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
-    """One poll tick's polling (:func:`tick_runs`, then :func:`fan_out`)."""
-    return fan_out(rt, max_batches=max_batches) if tick_runs(rt) else 0
 
 
 def fan_out(rt: Runtime, *, max_batches: int = 20) -> int:

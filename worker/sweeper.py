@@ -72,9 +72,7 @@ def resend_due(rt: Runtime) -> int:
 def resend_due_callbacks(rt: Runtime) -> int:
     """Send the next attempt of each callback whose retry time has come. The claim's lease
     (longer than one attempt) brings it back if this send or that attempt is lost."""
-    s = rt.settings
-    lease = s.callback_connect_timeout + s.callback_read_timeout + 30
-    due = rt.store.claim_due("callback", lease, BATCH)
+    due = rt.store.claim_due("callback", rt.settings.longest_callback_seconds, BATCH)
     for job_id in due:
         rt.send(CALLBACK_TASK, {"job_id": job_id}, queue=CALLBACK_QUEUE)
     return len(due)

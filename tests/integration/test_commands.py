@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -24,13 +26,41 @@ JOB = {"video_url": "https://cdn.example.com/cli.mp4?duration=4", "resolution": 
        "mappings": [{"obj_id": 0, "img_url": "https://cdn.example.com/face.jpg"}]}
 
 
+def cli_env(redis_url: str, sandbox, **extra: str) -> dict[str, str]:
+    """What the commands below see: the fast test timings, the sandbox, JSON logs."""
+    return {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": redis_url,
+            "HEADSWAP_LOG_FORMAT": "json",
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra}
+
+
+def started_worker(name: str, env: dict[str, str], log: Path, client, *options: str):
+    """``headswap worker -n <name>@%h``, once its presence record says it consumes."""
+    worker = spawn([HEADSWAP, "worker", "-n", f"{name}@%h", *options], env=env, log=log)
+    hostname = f"{name}@{socket.gethostname()}"
+    try:
+        wait_until(lambda: presence.record_of(client, "headswap", hostname) is not None, 30,
+                   what=f"worker {name} to start")
+    except BaseException:
+        stop(worker)
+        raise
+    return worker
+
+
+def json_lines(log: Path) -> list[dict]:
+    return [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+
+
+def headswap_output(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([HEADSWAP, *args], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
 def test_headswap_worker_and_beat_pass_celery_options_through_and_log_at_info(
         redis_server, sandbox, tmp_path):
     # Given a worker started as the README says, with Celery options of every kind, and
     # a beat whose Celery options come after "--"
-    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
-           "HEADSWAP_LOG_LEVEL": "INFO", "HEADSWAP_LOG_FORMAT": "json",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = cli_env(fresh_db_url(redis_server.url), sandbox, HEADSWAP_LOG_LEVEL="INFO")
     pidfile = tmp_path / "beat.pid"
     worker = spawn([HEADSWAP, "worker", "-c", "2", "--include", "tests.support.signal_recorder",
                     "-l", "INFO", "-n", "cli@%h", "--prefetch-multiplier", "1", "-O", "fair"],
@@ -60,10 +90,8 @@ def test_headswap_worker_and_beat_pass_celery_options_through_and_log_at_info(
         recorded = lambda: [json.loads(x) for x in client.lrange("test:signals", 0, -1)]  # noqa: E731
         wait_until(lambda: succeeded in recorded(), 10, what="job_succeeded seen by --include")
         assert pidfile.exists()
-        lines = [json.loads(x) for x in (tmp_path / "worker.log").read_text().splitlines()
-                 if x.startswith("{")]
         assert any(x["level"] == "INFO" and x["msg"] == "akool task created"
-                   and x.get("job_id") == job_id for x in lines)
+                   and x.get("job_id") == job_id for x in json_lines(tmp_path / "worker.log"))
     finally:
         producer.close()
         stop(worker)
@@ -79,69 +107,51 @@ def test_a_worker_says_at_start_when_redis_can_evict_or_forget_jobs(sandbox, tmp
     from worker.devstack.redis_server import start_redis
 
     server = start_redis(extra_args=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
-    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": server.url,
-           "HEADSWAP_LOG_FORMAT": "json",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    worker = spawn([HEADSWAP, "worker", "-c", "1", "-n", "risk@%h"], env=env,
-                   log=tmp_path / "worker.log")
+    env = cli_env(server.url, sandbox)
     client = redis_client(load_settings(env))
+    worker = None
     try:
-        hostname = f"risk@{socket.gethostname()}"
-        wait_until(lambda: presence.record_of(client, "headswap", hostname) is not None, 30,
-                   what="the worker to start")
-        lines = [json.loads(x) for x in (tmp_path / "worker.log").read_text().splitlines()
-                 if x.startswith("{")]
-        said = {(x["level"], x["msg"]): x.get("risk", "") for x in lines}
+        worker = started_worker("risk", env, tmp_path / "worker.log", client, "-c", "1")
+        said = {(x["level"], x["msg"]): x.get("risk", "")
+                for x in json_lines(tmp_path / "worker.log")}
         assert "allkeys-lru" in said[("ERROR", "redis can evict jobs")]
         assert "appendonly" in said[("WARNING", "redis does not persist jobs")]
-        stats = json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))
+        stats = json.loads(headswap_output(env, "stats", "--json"))
         assert set(stats["redis_risks"]) == {"eviction", "persistence"}
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("appendonly", "yes")
-        wait_until(lambda: json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))[
+        wait_until(lambda: json.loads(headswap_output(env, "stats", "--json"))[
             "redis_risks"] == {}, 20, what="the risks to clear once Redis is configured")
     finally:
-        stop(worker)
+        if worker is not None:
+            stop(worker)
         client.close()
         server.stop()
-
-
-def spawn_output(args: list[str], env: dict[str, str]) -> str:
-    import subprocess
-
-    done = subprocess.run(args, env={**os.environ, **env}, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=True)
-    return done.stdout
 
 
 def test_a_worker_says_when_redis_lost_its_data_under_it(redis_server, sandbox, tmp_path):
     """Redis restarted without persistence once left 'a healthy empty system' in
     `headswap stats` and not one log line (issue 12). Now each worker says it (within a
     presence refresh, 15 s) and `headswap stats` tells since when the data reaches back."""
-    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
-           "HEADSWAP_LOG_FORMAT": "json",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    worker = spawn([HEADSWAP, "worker", "-c", "1", "-n", "epoch@%h"], env=env,
-                   log=tmp_path / "worker.log")
+    env = cli_env(fresh_db_url(redis_server.url), sandbox)
     client = redis_client(load_settings(env))
+    worker = None
     try:
-        hostname = f"epoch@{socket.gethostname()}"
-        wait_until(lambda: presence.record_of(client, "headswap", hostname) is not None, 30,
-                   what="the worker to start")
-        before = json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))["redis_data_since"]
+        worker = started_worker("epoch", env, tmp_path / "worker.log", client, "-c", "1")
+        before = json.loads(headswap_output(env, "stats", "--json"))["redis_data_since"]
         client.flushdb()  # what a restart without persistence leaves
 
         def lost() -> list[dict]:
-            return [x for x in map(json.loads, [line for line in (
-                tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")])
-                if x["msg"].startswith("redis lost its data")]
+            return [x for x in json_lines(tmp_path / "worker.log")
+                    if x["msg"].startswith("redis lost its data")]
         wait_until(lambda: bool(lost()), 40, what="the worker to notice the loss")
         [said] = lost()
         assert said["level"] == "ERROR" and said["previous_data_since"] == before
-        after = json.loads(spawn_output([HEADSWAP, "stats", "--json"], env))["redis_data_since"]
+        after = json.loads(headswap_output(env, "stats", "--json"))["redis_data_since"]
         assert after > before
     finally:
-        stop(worker)
+        if worker is not None:
+            stop(worker)
         client.close()
 
 
@@ -149,20 +159,15 @@ def test_secrets_inside_job_urls_stay_out_of_the_worker_log(redis_server, sandbo
     """A presigned query string or ``user:password@`` in a job's URLs once appeared in
     Celery's task received lines at INFO (issue 11): every send now carries redacted
     ``argsrepr``/``kwargsrepr``, which is what Celery logs and puts in task events."""
-    env = {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
-           "HEADSWAP_LOG_LEVEL": "INFO", "HEADSWAP_LOG_FORMAT": "json",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    worker = spawn([HEADSWAP, "worker", "-c", "2", "-n", "redact@%h"], env=env,
-                   log=tmp_path / "worker.log")
+    env = cli_env(fresh_db_url(redis_server.url), sandbox, HEADSWAP_LOG_LEVEL="INFO")
     beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,
                  log=tmp_path / "beat.log")
     settings = load_settings(env)
     client = redis_client(settings)
     producer = Producer(settings)
+    worker = None
     try:
-        hostname = f"redact@{socket.gethostname()}"
-        wait_until(lambda: presence.record_of(client, "headswap", hostname) is not None, 30,
-                   what="the worker to start")
+        worker = started_worker("redact", env, tmp_path / "worker.log", client, "-c", "2")
         job_id = producer.submit(
             video_url="https://cdn.example.com/v.mp4?duration=4&X-Amz-Signature=sig-SECRET-1",
             mappings=[{"obj_id": 0, "img_url": "https://u:pw-SECRET-2@cdn.example.com/f.jpg"}],
@@ -170,7 +175,8 @@ def test_secrets_inside_job_urls_stay_out_of_the_worker_log(redis_server, sandbo
         assert producer.wait(job_id, timeout=30)["state"] == "succeeded"
     finally:
         producer.close()
-        stop(worker)
+        if worker is not None:
+            stop(worker)
         stop(beat)
         client.close()
     log = (tmp_path / "worker.log").read_text()

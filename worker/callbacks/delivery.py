@@ -118,8 +118,7 @@ def deliver(
     except ValueError:
         return dead(rt, record, INVALID_URL, attempts=attempts_of(record))
 
-    lock_ttl = s.callback_connect_timeout + s.callback_read_timeout + 30
-    token = store.guards.lock("callback", job_id, lock_ttl)
+    token = store.guards.lock("callback", job_id, s.longest_callback_seconds)
     if token is None:
         # Another run of this job's delivery is under way; it carries on the chain.
         return Outcome("skipped", reason="in_progress")
