@@ -170,6 +170,13 @@ class Settings:
     webhook_max_skew_seconds: float = 300.0
     #: HEADSWAP_SAFETY_NET_POLL_SECONDS: poll interval while a webhook is expected.
     safety_net_poll_seconds: float = 300.0
+    #: HEADSWAP_WEBHOOK_TRUST_PAYLOAD: apply a delivery's final status and URL as sent,
+    #: without confirming them with a detail call. A risk: anyone with the client id can
+    #: sign a delivery, and AES-CBC without a MAC is malleable (docs/OPERATIONS.md).
+    webhook_trust_payload: bool = False
+    #: HEADSWAP_WEBHOOK_REFUSAL_FLOOR_MS: a refused delivery is answered no sooner than
+    #: this after its body was read, so no failure kind answers faster than another.
+    webhook_refusal_floor_ms: float = 10.0
     #: HEADSWAP_CALLBACK_SECRET: HMAC key for ``callback_url`` POSTs to producers.
     callback_secret: Secret = field(default_factory=lambda: Secret(""))
     #: HEADSWAP_CALLBACK_MAX_ATTEMPTS: POSTs of one callback before it is dead-lettered.
@@ -363,6 +370,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         "safety_net_poll_seconds": env.float(
             "SAFETY_NET_POLL_SECONDS", d.safety_net_poll_seconds, validate=_POSITIVE
+        ),
+        "webhook_trust_payload": env.bool("WEBHOOK_TRUST_PAYLOAD", d.webhook_trust_payload),
+        "webhook_refusal_floor_ms": env.float(
+            "WEBHOOK_REFUSAL_FLOOR_MS", d.webhook_refusal_floor_ms, validate=Range(0, 1000)
         ),
         "callback_secret": Secret(env.str("CALLBACK_SECRET", "")),
         "callback_max_attempts": env.int(

@@ -46,6 +46,12 @@ CREDIT_EVENTS = Counter(
 WEBHOOK_DELIVERIES = Counter(
     "headswap_webhook_deliveries_total", "Webhook deliveries by outcome.", ["outcome"]
 )
+WEBHOOK_CONFIRMATIONS = Counter(
+    "headswap_webhook_confirmations_total",
+    "Webhook deliveries checked with Akool's task detail: agreed, disagreed (detail said "
+    "otherwise: applied as detail says), unavailable (polled instead), bound, bind_refused.",
+    ["result"],
+)
 
 
 def observe_call(operation: str, result: str, seconds: float) -> None:

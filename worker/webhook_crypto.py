@@ -116,6 +116,35 @@ def decrypt(
         raise WebhookCryptoError("bad padding: wrong key or tampered ciphertext") from exc
 
 
+#: Decrypted when ``dataEncrypt`` is not base64 or not whole blocks: the same work is done.
+_FILLER_BLOCKS = bytes(64)
+
+
+def decrypt_uniform(data_encrypt: str, key: bytes, iv: bytes) -> tuple[bytes, bool]:
+    """Decode, decrypt and unpad with the same steps whatever is wrong with the input.
+
+    Returns ``(plaintext, ok)``. Nothing raises and nothing returns early: bad base64, a
+    partial block and a bad padding all decrypt something and check a padding, so the
+    caller can fold ``ok`` into one verdict (no padding oracle, API reference 8.2).
+    """
+    ok = True
+    try:
+        ct = base64.b64decode(data_encrypt, validate=True)
+    except (binascii.Error, ValueError):
+        ct, ok = b"", False
+    if not ct or len(ct) % 16:
+        ok = False
+        ct = ct[: len(ct) - len(ct) % 16] or _FILLER_BLOCKS
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    padded = dec.update(ct) + dec.finalize()
+    n = padded[-1]
+    bad = int(n == 0) | int(n > 16)
+    for i, byte in enumerate(reversed(padded[-16:])):
+        bad |= (byte ^ n) * int(i < n)
+    cut = n if bad == 0 else 0
+    return padded[: len(padded) - cut], ok and bad == 0
+
+
 def seal(
     payload: dict[str, Any],
     client_id: str,
