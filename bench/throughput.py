@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 import redis
 from celery import Celery
 
@@ -393,8 +394,9 @@ def run_project(bench: Bench, n: int, *, webhook: bool, processing_time: float =
             "worker": [p.pid for p in cluster.workers],
             "beat": [cluster.others["beat"].pid], "sandbox": [sb.proc.pid],
             "redis": [bench.redis_pid], "producer": [os.getpid()]}
-        if webhook:
-            roles["webhook"] = [cluster.others["webhook"].pid]
+        if webhook:  # gunicorn: the master and its one worker process
+            master = psutil.Process(cluster.others["webhook"].pid)
+            roles["webhook"] = [master.pid, *(c.pid for c in master.children())]
         profiler = bench.profile_hook(cluster, profile) if (profile and bench.profile_hook) \
             else None
         with Sampler(roles) as sampler:

@@ -177,6 +177,15 @@ class Settings:
     #: HEADSWAP_WEBHOOK_REFUSAL_FLOOR_MS: a refused delivery is answered no sooner than
     #: this after its body was read, so no failure kind answers faster than another.
     webhook_refusal_floor_ms: float = 10.0
+    #: HEADSWAP_WEBHOOK_THREADS: request threads of the receiver (one gunicorn process).
+    webhook_threads: int = 32
+    #: HEADSWAP_WEBHOOK_MAX_CONNECTIONS: open client connections the receiver holds at most.
+    webhook_max_connections: int = 1000
+    #: HEADSWAP_WEBHOOK_REQUEST_TIMEOUT_SECONDS: a request's headers and body must have
+    #: arrived this long after its first byte, or the connection is closed.
+    webhook_request_timeout_seconds: float = 10.0
+    #: HEADSWAP_WEBHOOK_KEEPALIVE_SECONDS: an idle kept-alive connection is closed after this.
+    webhook_keepalive_seconds: int = 5
     #: HEADSWAP_CALLBACK_SECRET: HMAC key for ``callback_url`` POSTs to producers.
     callback_secret: Secret = field(default_factory=lambda: Secret(""))
     #: HEADSWAP_CALLBACK_MAX_ATTEMPTS: POSTs of one callback before it is dead-lettered.
@@ -374,6 +383,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "webhook_trust_payload": env.bool("WEBHOOK_TRUST_PAYLOAD", d.webhook_trust_payload),
         "webhook_refusal_floor_ms": env.float(
             "WEBHOOK_REFUSAL_FLOOR_MS", d.webhook_refusal_floor_ms, validate=Range(0, 1000)
+        ),
+        "webhook_threads": env.int("WEBHOOK_THREADS", d.webhook_threads, validate=Range(1, 1024)),
+        "webhook_max_connections": env.int(
+            "WEBHOOK_MAX_CONNECTIONS", d.webhook_max_connections, validate=Range(1, 100_000)
+        ),
+        "webhook_request_timeout_seconds": env.float(
+            "WEBHOOK_REQUEST_TIMEOUT_SECONDS", d.webhook_request_timeout_seconds,
+            validate=Range(0.1, 600),
+        ),
+        "webhook_keepalive_seconds": env.int(
+            "WEBHOOK_KEEPALIVE_SECONDS", d.webhook_keepalive_seconds, validate=Range(1, 600)
         ),
         "callback_secret": Secret(env.str("CALLBACK_SECRET", "")),
         "callback_max_attempts": env.int(

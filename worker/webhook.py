@@ -1,4 +1,4 @@
-"""The Akool webhook receiver: a WSGI app (``headswap webhook`` or any WSGI server).
+"""The Akool webhook receiver: a WSGI app, served by gunicorn (``headswap webhook``).
 
 A delivery is a **hint, not the truth**. Akool's signature hashes public values only and
 AES-CBC has no MAC (API reference 8.2): anyone with the client id can sign a body, and a
@@ -49,7 +49,16 @@ from worker.dispatch import CeleryDispatcher, sender_app
 from worker.errors import AkoolError, AkoolNotFound, ConfigError, NonceReplayed
 from worker.metrics import WEBHOOK_CONFIRMATIONS, WEBHOOK_DELIVERIES, start_metrics_server
 from worker.runtime import Runtime
-from worker.webhook_crypto import IvPadding, decrypt_uniform, derive_iv, derive_key, sign
+from worker.webhook_crypto import (
+    IvPadding,
+    WebhookCryptoError,
+    decrypt_uniform,
+    derive_iv,
+    derive_key,
+    sign,
+)
+from worker.wsgi_server import Limits
+from worker.wsgi_server import serve as serve_wsgi
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +213,27 @@ class Opener:
         return Opened(payload if valid else None, digest)
 
 
+def check_settings(s: Settings) -> None:
+    """Fail fast (before gunicorn starts a worker) when the receiver cannot decrypt."""
+    if not (s.akool_client_id and (s.akool_client_secret or s.akool_api_key)):
+        raise ConfigError(
+            "the webhook receiver needs HEADSWAP_AKOOL_CLIENT_ID (the AES IV) and "
+            "HEADSWAP_AKOOL_CLIENT_SECRET (the AES key)"
+        )
+    pad: IvPadding = "space" if s.webhook_iv_padding == "space" else "zero"
+    try:
+        derive_key((s.akool_client_secret or s.akool_api_key).get())
+        derive_iv(s.akool_client_id, pad)
+    except WebhookCryptoError as exc:  # says lengths only, never the secret
+        raise ConfigError(f"webhook receiver: {exc}") from None
+
+
 class WebhookApp:
     """The receiver. One instance per process; thread-safe."""
 
     def __init__(self, rt: Runtime) -> None:
         s = rt.settings
-        if not (s.akool_client_id and (s.akool_client_secret or s.akool_api_key)):
-            raise ConfigError(
-                "the webhook receiver needs HEADSWAP_AKOOL_CLIENT_ID (the AES IV) and "
-                "HEADSWAP_AKOOL_CLIENT_SECRET (the AES key)"
-            )
+        check_settings(s)
         self.rt = rt
         self.client_id = s.akool_client_id
         pad: IvPadding = "space" if s.webhook_iv_padding == "space" else "zero"
@@ -409,26 +429,31 @@ def create_app(settings: Settings | None = None) -> WebhookApp:
     return WebhookApp(Runtime(s, CeleryDispatcher(sender_app(s, "headswap-webhook"))))
 
 
-def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def limits(settings: Settings) -> Limits:
+    """The receiver's bounds, from ``HEADSWAP_WEBHOOK_*`` settings."""
+    return Limits(
+        threads=settings.webhook_threads,
+        max_connections=settings.webhook_max_connections,
+        request_timeout=settings.webhook_request_timeout_seconds,
+        keepalive=settings.webhook_keepalive_seconds,
+        max_body=MAX_BODY_BYTES,
+    )
 
 
-def serve(host: str, port: int) -> None:
-    """``headswap webhook``: a threaded Werkzeug server (put a TLS proxy in front)."""
-    import signal
-
-    from werkzeug.serving import make_server
-
+def _load_in_worker() -> WebhookApp:
+    """Runs in the gunicorn worker process: the app, its Runtime and the metrics server
+    live where the requests are served."""
     app = create_app()
     metrics_port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
     start_metrics_server(metrics_port, app.rt.store)
-    server = make_server(host, port, app, threaded=True)
-    signal.signal(signal.SIGTERM, _stop)
-    log.info("webhook receiver listening", extra={"host": host, "port": port})
+    log.info("webhook receiver ready", extra={"pid": os.getpid()})
+    return app
+
+
+def serve(host: str, port: int) -> None:
+    """``headswap webhook``: gunicorn, one process, bounded threads and request buffers
+    (:mod:`worker.wsgi_server`); put a TLS proxy in front. Returns after SIGTERM."""
+    settings = get_settings()
+    check_settings(settings)
     print(f"webhook listening on http://{host}:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_wsgi(_load_in_worker, host, port, limits(settings))

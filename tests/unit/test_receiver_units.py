@@ -1,5 +1,5 @@
-"""Pure pieces of the receiver: the uniform decryption, the bounded body read and the
-envelope's refusal of absurd fields."""
+"""Pure pieces of the receiver: when a buffered request is complete, the uniform
+decryption, the bounded body read and the envelope's refusal of absurd fields."""
 
 from __future__ import annotations
 
@@ -10,6 +10,27 @@ import pytest
 
 from worker import webhook_crypto
 from worker.webhook import MAX_BODY_BYTES, _envelope, read_body
+from worker.wsgi_server import MORE, READY, REJECT, request_state
+
+HEAD = b"POST /webhooks/akool HTTP/1.1\r\nHost: x\r\n"
+CAP = 1024
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (HEAD, (MORE, False)),
+    (HEAD + b"Content-Length: 5\r\n\r\nabc", (MORE, False)),
+    (HEAD + b"Content-Length: 5\r\n\r\nabcde", (READY, False)),
+    (HEAD + b"Content-Length: 99999\r\n\r\n", (READY, True)),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", (MORE, False)),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", (READY, False)),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n", (MORE, False)),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n401\r\n" + b"x" * 10, (READY, True)),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", (READY, False)),
+    (HEAD + b"X: " + b"a" * 20_000, (REJECT, False)),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", (READY, False)),
+])
+def test_a_request_is_handed_to_a_thread_only_once_complete(raw, expected):
+    assert request_state(raw, CAP, 16 * 1024) == expected
 
 
 def test_uniform_decryption_agrees_with_the_plain_one():
