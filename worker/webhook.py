@@ -28,6 +28,7 @@ OPERATIONS.md: a risk). ``GET /healthz`` answers 200 while Redis answers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -423,7 +424,8 @@ def _outcome(status: int) -> str:
 
 
 def create_app(settings: Settings | None = None) -> WebhookApp:
-    """WSGI entry point for gunicorn: ``gunicorn 'worker.webhook:create_app()'``."""
+    """The WSGI app for any server (``gunicorn 'worker.webhook:create_app()'``). Prefer
+    ``headswap webhook``: plain gunicorn workers let slow clients hold threads."""
     s = settings or get_settings()
     setup_logging(s)
     return WebhookApp(Runtime(s, CeleryDispatcher(sender_app(s, "headswap-webhook"))))
@@ -440,13 +442,14 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-def _load_in_worker() -> WebhookApp:
+def _load_in_worker(host: str, port: int) -> WebhookApp:
     """Runs in the gunicorn worker process: the app, its Runtime and the metrics server
     live where the requests are served."""
     app = create_app()
     metrics_port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
     start_metrics_server(metrics_port, app.rt.store)
-    log.info("webhook receiver ready", extra={"pid": os.getpid()})
+    log.info("webhook receiver listening",
+             extra={"host": host, "port": port, "pid": os.getpid()})
     return app
 
 
@@ -456,4 +459,4 @@ def serve(host: str, port: int) -> None:
     settings = get_settings()
     check_settings(settings)
     print(f"webhook listening on http://{host}:{port}", flush=True)
-    serve_wsgi(_load_in_worker, host, port, limits(settings))
+    serve_wsgi(functools.partial(_load_in_worker, host, port), host, port, limits(settings))
