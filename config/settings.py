@@ -180,7 +180,7 @@ class Settings:
     #: HEADSWAP_WEBHOOK_THREADS: request threads of the receiver (one gunicorn process).
     webhook_threads: int = 32
     #: HEADSWAP_WEBHOOK_MAX_CONNECTIONS: open client connections the receiver holds at most.
-    webhook_max_connections: int = 1000
+    webhook_max_connections: int = 500
     #: HEADSWAP_WEBHOOK_REQUEST_TIMEOUT_SECONDS: a request's headers and body must have
     #: arrived this long after its first byte, or the connection is closed.
     webhook_request_timeout_seconds: float = 10.0

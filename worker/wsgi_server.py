@@ -17,8 +17,9 @@ Why this shape:
   memory. A request not complete ``request_timeout`` after its first read is closed;
   a connection silent for ``keepalive`` seconds too.
 - **Bounded memory.** At most ``max_connections`` sockets; a request buffer holds at most
-  ``max_head`` bytes of headers and ``max_body + 1`` bytes of (decoded) body: a larger body
-  is handed on at once (the app answers 413 from what it has) and the connection closed.
+  ``max_head`` bytes of headers and ``2 * max_body`` bytes of body with its chunk framing
+  (more framing than that: closed). A body past ``max_body`` is handed on at once (the app
+  answers 413 from what it has) and the connection closed.
 
 Plain HTTP/1.1 only: TLS ends at the Ingress (with TLS configured here the buffer steps
 aside and gunicorn reads as usual).
@@ -59,7 +60,7 @@ class Limits:
     """What one receiver process holds at most, and for how long."""
 
     threads: int = 32
-    max_connections: int = 1000
+    max_connections: int = 500
     request_timeout: float = 10.0
     keepalive: int = 5
     max_body: int = 64 * 1024
@@ -176,7 +177,7 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.hs_continued = False
             if conn.parser is not None:  # kept alive: bytes read ahead of the last request
                 buf += conn.parser.unreader.take_buffered()
-        raw_cap = lim.max_head + 8 * lim.max_body + 4096  # chunk framing included
+        raw_cap = lim.max_head + 2 * lim.max_body + 4096  # chunk framing included
         closed = False
         try:
             conn.sock.setblocking(False)
