@@ -55,7 +55,11 @@ def test_every_throughput_scenario_ran_and_the_project_finished_every_job_once(q
         assert run["create_per_job"] == 1.0, name
         assert run["latency_p50_s"] is not None and run["latency_p50_s"] >= 0, name
     assert tp["project_webhook_off"]["detail_per_job"] >= 1.0  # polled to the end
-    assert tp["project_webhook_on"]["detail_per_job"] < 0.5  # the webhook did the work
+    # The webhook did the work; each delivery cost one detail call, its confirmation
+    # (issue 11: a delivery is a hint, not the truth).
+    on = tp["project_webhook_on"]
+    assert on["completed_by"].get("webhook", 0) >= 0.9 * on["jobs"]
+    assert 1.0 <= on["detail_per_job"] < 1.5
 
 
 def test_the_ratios_are_sane(quick_run):
