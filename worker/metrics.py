@@ -40,6 +40,11 @@ RATE_LIMIT_WAITS = Counter(
     "headswap_rate_limit_waits_total", "Times a call waited or was deferred by a global limit.",
     ["limit"],
 )  # fmt: skip
+CONFLICTING_MESSAGES = Counter(
+    "headswap_conflicting_messages_total",
+    "Valid messages refused because their job id or idempotency key names another job.",
+    ["field"],
+)
 CREDIT_EVENTS = Counter(
     "headswap_insufficient_credits_total", "Creates answered 1104 (insufficient credits)."
 )

@@ -95,16 +95,30 @@ def _enqueue(rt: Runtime, message: Any, job_id: str, job: dict[str, Any]) -> Out
     created = rt.jobs.enqueue(job_id, job)
     if created.status == "conflict":
         used = f"Key {job.get('idempotency_key')!r} was used for job {created.job_id}"
-        return reject(rt, message, {"idempotency_key": [f"{used} with different parameters."]})
+        return _refuse_conflict(rt, message, created.job_id, "idempotency_key",
+                                f"{used} with different parameters.")  # fmt: skip
     if created.status == "taken":
-        log.warning("job id already used with different parameters; message recorded apart",
-                    extra={"job_id": job_id})  # fmt: skip
-        return reject(rt, message, {"job_id": [
-            f"Job {job_id} exists with different parameters."]})  # fmt: skip
+        return _refuse_conflict(rt, message, job_id, "job_id",
+                                f"Job {job_id} exists with different parameters.")  # fmt: skip
     if created.job_id != job_id:
         log.info("duplicate by idempotency key", extra={"job_id": created.job_id})
         return Outcome("skipped", created.job_id)
     return None
+
+
+def _refuse_conflict(rt: Runtime, message: Any, existing: str, field: str,
+                     error: str) -> Outcome:  # fmt: skip
+    """A valid message that asks something else of an existing job (its id or its
+    idempotency key): recorded apart as a ``rejected`` job, and a ``conflicting_message``
+    alert on the existing job's line of the event stream, so that whoever follows either
+    job sees it. The existing job is never changed."""
+    outcome = reject(rt, message, {field: [error]})
+    rt.store.events.alert({"alert": "conflicting_message", "job_id": existing,
+                           "rejected_job_id": str(outcome.job_id), "field": field})  # fmt: skip
+    metrics.CONFLICTING_MESSAGES.labels(field).inc()
+    log.warning("message conflicts with an existing job; recorded apart as rejected",
+                extra={"job_id": existing, "rejected_job_id": outcome.job_id, "field": field})
+    return outcome
 
 
 def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:

@@ -237,3 +237,34 @@ def test_a_webhook_error_cut_mid_emoji_fails_the_job_whole(redis_server, redis_c
     assert redis_client.zscore(rt.store.keys.schedule("outbox"), "s1") is not None
     assert [e["state"] for e in rt.store.events.read() if e.get("job_id") == "s1"][-1] == "failed"
     assert ("headswap.notify", {"job_id": "s1"}, "headswap.notify") in rt.sent
+
+
+@pytest.mark.parametrize("key", [False, True], ids=["same-job-id", "same-idempotency-key"])
+def test_a_valid_message_that_conflicts_with_a_job_is_refused_where_its_producer_looks(
+        key, redis_server, redis_client, sandbox):
+    """Issue 11: the same ``job_id`` sent with 100 parameter sets — one won, 99 were
+    dropped with no trace. Each loser is now a ``rejected`` job naming the one it clashed
+    with, and the winner's own line in the event stream says a conflicting message came
+    (a producer following that job sees it); the winner is never changed."""
+    rt = runtime(redis_server, sandbox)
+    ident = {"idempotency_key": "k-conflict"} if key else {"job_id": "c-conflict"}
+    first = submit(rt, message("c-0", **ident))
+    assert first.status in ("submitted", "waiting", "retry")
+    before = rt.store.get(first.job_id)
+    losers = [submit(rt, message(f"c-{n}", **ident)) for n in range(1, 100)]
+    assert {o.status for o in losers} == {"rejected"}
+    assert len({o.job_id for o in losers}) == 99 and first.job_id not in {
+        o.job_id for o in losers}
+    field = "idempotency_key" if key else "job_id"
+    for o in losers:
+        apart = rt.store.get(o.job_id)
+        assert apart["state"] == states.REJECTED and field in apart["field_errors"]
+        assert first.job_id in json.dumps(apart["field_errors"])
+    after = rt.store.get(first.job_id)
+    assert {k: after[k] for k in ("request", "fp")} == {k: before[k] for k in (
+        "request", "fp")}
+    conflicts = [e for e in rt.store.events.read() if e.get("alert") == "conflicting_message"]
+    assert len(conflicts) == 99
+    assert {e["job_id"] for e in conflicts} == {first.job_id}
+    assert {e["rejected_job_id"] for e in conflicts} == {o.job_id for o in losers}
+    assert {e["field"] for e in conflicts} == {field}
