@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,6 +242,21 @@ def redact_url(url: str) -> str:
     if "@" in parts.netloc:
         netloc = f"***@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
+#: A URL inside free text: a scheme, ``://``, then everything up to whitespace, a quote,
+#: ``<>`` or a backslash (what ends it in a repr, a JSON string or a sentence; commas,
+#: brackets and parentheses are legal inside a URL, so they are taken along).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>\\]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted (:func:`redact_url`): what a log line, a
+    ``repr`` of task arguments or a traceback may carry. A URL without credentials or
+    query string is left as it was."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def redact_urls(value: Any) -> Any:

@@ -74,7 +74,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if record is None:
         print(f"no job {args.job_id}", file=sys.stderr)
         return 1
-    print(json.dumps(record, indent=2, sort_keys=True, default=str))
+    from config.settings import redact_urls
+
+    # The record keeps the real URLs (delivery needs them); a terminal never shows them.
+    print(json.dumps(redact_urls(record), indent=2, sort_keys=True, default=str))
     return 0
 
 
@@ -204,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-s", "--schedule", default=DEFAULT_SCHEDULE)
     b.set_defaults(handler=cmd_beat)
 
-    s = sub.add_parser("status", help="print one job's record as JSON")
+    s = sub.add_parser("status", help="print one job's record as JSON (URLs redacted)")
     s.add_argument("job_id")
     s.set_defaults(handler=cmd_status)
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from config.settings import redact_url
 from worker import states
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSING, Task
 from worker.errors import JobNotFound, NonceReplayed, TransitionRefused
@@ -276,7 +277,10 @@ class Jobs:
         nonce: tuple[str, int] | None = None,
     ) -> bool:
         """A followed task ended: ``succeeded`` or ``failed``. True when this call ended it."""
-        event = {"reason": fields.get("reason"), "output_url": fields.get("output_url")}
+        # The stream is read by many: its copy of the URL is redacted (a presigned output
+        # URL is a credential); the record keeps it whole for get(), signals and callbacks.
+        url = fields.get("output_url")
+        event = {"reason": fields.get("reason"), "output_url": redact_url(url) if url else url}
         return _try(self.store, job_id, target, fields=dict(fields), event=event, nonce=nonce)
 
     def count_not_found(self, job_id: str) -> int:

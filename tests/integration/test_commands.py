@@ -18,6 +18,7 @@ from tests.support.stack import FAST, fresh_db_url
 from worker.devstack.stack import sandbox_env
 from worker.producer import Producer
 from worker.store import presence, redis_client
+from worker.store.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -155,30 +156,75 @@ def test_a_worker_says_when_redis_lost_its_data_under_it(redis_server, sandbox, 
         client.close()
 
 
-def test_secrets_inside_job_urls_stay_out_of_the_worker_log(redis_server, sandbox, tmp_path):
-    """A presigned query string or ``user:password@`` in a job's URLs once appeared in
-    Celery's task received lines at INFO (issue 11): every send now carries redacted
-    ``argsrepr``/``kwargsrepr``, which is what Celery logs and puts in task events."""
-    env = cli_env(fresh_db_url(redis_server.url), sandbox, HEADSWAP_LOG_LEVEL="INFO")
+def test_credentials_in_job_urls_show_nowhere_but_in_the_record(redis_server, sandbox,
+                                                                 tmp_path):
+    """Issue 11: a ``callback_url`` with ``user:password@`` appeared 192 times in the logs,
+    in Celery's task events (Flower) and in `headswap status`; presigned query strings
+    likewise. A run whose video, face and callback URLs all carry credentials — one job
+    from our Producer, one from a backend's own Celery app (Celery's default, unredacted
+    ``argsrepr``) — now shows none of them in the worker's and beat's logs, the task
+    events, the event stream or the CLI; the record keeps them (the callback got its
+    basic-auth credentials)."""
+    from celery import Celery
+
+    from tests.support.receiver import Receiver
+
+    receiver = Receiver()
+    env = cli_env(fresh_db_url(redis_server.url), sandbox, HEADSWAP_LOG_LEVEL="INFO",
+                  HEADSWAP_CALLBACK_SECRET="cb-signing-key-1",
+                  HEADSWAP_CALLBACK_ALLOWED_NETWORKS="127.0.0.0/8")
     beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,
                  log=tmp_path / "beat.log")
+    events = spawn([str(VENV_BIN / "celery"), "-A", "worker.app", "events", "--dump"],
+                   env=env, log=tmp_path / "events.log")
     settings = load_settings(env)
     client = redis_client(settings)
     producer = Producer(settings)
+    backend = Celery("backend", broker=settings.redis_url)
+    host = receiver.base.removeprefix("http://")
+    secret_job = {
+        "video_url": "https://cdn.example.com/v.mp4?duration=4&X-Amz-Signature=sig-SECRET-1",
+        "mappings": [{"obj_id": 0, "img_url": "https://u:pw-SECRET-2@cdn.example.com/f.jpg"}],
+        "resolution": "720p",
+        "callback_url": f"http://cb:pw-SECRET-3@{host}/cb?token=tok-SECRET-4"}
     worker = None
     try:
         worker = started_worker("redact", env, tmp_path / "worker.log", client, "-c", "2")
-        job_id = producer.submit(
-            video_url="https://cdn.example.com/v.mp4?duration=4&X-Amz-Signature=sig-SECRET-1",
-            mappings=[{"obj_id": 0, "img_url": "https://u:pw-SECRET-2@cdn.example.com/f.jpg"}],
-            resolution="720p")
-        assert producer.wait(job_id, timeout=30)["state"] == "succeeded"
+        ours = producer.submit(**secret_job)
+        backend.send_task("headswap.submit", kwargs={**secret_job, "job_id": "from-backend"},
+                          queue="headswap.submit")
+        for job_id in (ours, "from-backend"):
+            assert producer.wait(job_id, timeout=30)["state"] == "succeeded"
+        wait_until(lambda: len(receiver.requests) >= 2, 20, what="both callbacks")
+        status = headswap_output(env, "status", ours)
+        stream = json.dumps(client.xrange(Keys(settings.key_prefix).events))
+        record = producer.get(ours)
     finally:
         producer.close()
+        backend.close()
         if worker is not None:
             stop(worker)
         stop(beat)
+        stop(events)
         client.close()
-    log = (tmp_path / "worker.log").read_text()
-    assert f"{job_id}" in log and "received" in log  # Celery's lines were there to check
-    assert "SECRET" not in log
+        receiver.close()
+    assert record["callback_url"] == secret_job["callback_url"]  # the record keeps it
+    assert all(r["headers"].get("Authorization", "").startswith("Basic ")
+               for r in receiver.requests)
+    shown = {
+        "worker log": (tmp_path / "worker.log").read_text(),
+        "beat log": (tmp_path / "beat.log").read_text(),
+        "task events": (tmp_path / "events.log").read_text(),
+        "headswap status": status,
+        "event stream": stream,
+    }
+    # Each place did show these jobs (a test that finds nothing proves nothing)...
+    assert ours in shown["worker log"] and "from-backend" in shown["worker log"]
+    assert "received" in shown["worker log"]
+    assert "headswap.submit" in shown["task events"] and "cdn.example.com" in shown[
+        "task events"]
+    assert ours in shown["event stream"] and ours in shown["headswap status"]
+    # ...and none of their credentials.
+    leaks = {where: text.count("SECRET") for where, text in shown.items() if "SECRET" in text}
+    assert leaks == {}
+    assert "***@cdn.example.com" in shown["headswap status"]

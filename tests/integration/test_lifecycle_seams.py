@@ -268,3 +268,19 @@ def test_a_valid_message_that_conflicts_with_a_job_is_refused_where_its_producer
     assert {e["job_id"] for e in conflicts} == {first.job_id}
     assert {e["rejected_job_id"] for e in conflicts} == {o.job_id for o in losers}
     assert {e["field"] for e in conflicts} == {field}
+
+
+def test_the_event_stream_shows_a_presigned_output_url_redacted(redis_server, redis_client,
+                                                                 sandbox):
+    """The stream is read by every consumer group: its copy of a presigned output URL
+    (a credential until it expires) is redacted; the record keeps it whole (issue 11)."""
+    rt = runtime(redis_server, sandbox)
+    fields = record_fields(message("presigned"))
+    rt.store.create("p1", fields, fingerprint=job_fingerprint(fields))
+    rt.jobs.claim_for_submit("p1", 1, 0)
+    rt.jobs.bind_by_webhook("p1", "f" * 24, 300)
+    url = "https://out.example.com/p1.mp4?X-Amz-Signature=sig-SECRET"
+    assert rt.jobs.finish("p1", states.SUCCEEDED, {"output_url": url})
+    assert rt.store.get("p1")["output_url"] == url
+    [event] = [e for e in rt.store.events.read() if e.get("state") == states.SUCCEEDED]
+    assert event["output_url"] == "https://out.example.com/p1.mp4?***"
