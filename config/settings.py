@@ -143,9 +143,9 @@ class Settings:
 
     #: HEADSWAP_NOTIFY_GRACE_SECONDS: a terminal job not notified after this is re-notified.
     notify_grace_seconds: float = 60.0
-    #: HEADSWAP_RECORD_RETRY_SECONDS: how long a worker keeps trying to record a created
-    #: task while Redis is unreachable (the create cost credits; losing its id is costly).
-    record_retry_seconds: float = 60.0
+    #: HEADSWAP_SPOOL_DIR: where a created task whose id Redis did not take waits
+    #: (durably) until it is recorded; the next worker on this directory applies it.
+    spool_dir: str = "/tmp/headswap-spool"  # noqa: S108 (an emptyDir in the pod)
 
     # --- polling ----------------------------------------------------------------------
     #: HEADSWAP_POLL_TICK_SECONDS: how often beat claims due remote tasks.
@@ -349,9 +349,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "notify_grace_seconds": env.float(
             "NOTIFY_GRACE_SECONDS", d.notify_grace_seconds, validate=_POSITIVE
         ),
-        "record_retry_seconds": env.float(
-            "RECORD_RETRY_SECONDS", d.record_retry_seconds, validate=Range(0)
-        ),
+        "spool_dir": env.str("SPOOL_DIR", d.spool_dir),
         "poll_tick_seconds": env.float(
             "POLL_TICK_SECONDS", d.poll_tick_seconds, validate=_POSITIVE
         ),

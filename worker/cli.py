@@ -91,7 +91,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     from worker.health import check
 
-    ok, message = check(args.max_age)
+    ok, message = check(args.max_age, ready=args.ready)
     print(message)
     return 0 if ok else 1
 
@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     hc = sub.add_parser("healthcheck", help="exit 0 while the worker heartbeat is fresh")
     hc.add_argument("--max-age", type=float, default=60.0)
+    hc.add_argument("--ready", action="store_true",
+                    help="readiness: also fail while the worker waits for Redis")
     hc.set_defaults(handler=cmd_healthcheck)
 
     st = sub.add_parser("stats", help="queue depths, schedules, rates and failures")

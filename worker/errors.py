@@ -72,6 +72,16 @@ class InFlightCapReached(HeadswapError):
         super().__init__(f"job {job_id}: {cap} tasks already in flight at Akool")
 
 
+class CreateUnrecorded(HeadswapError):
+    """Akool created the task but Redis does not have its id yet: the worker stopped
+    first, or the job's record is gone. The id is in the spool and in an ERROR line."""
+
+    def __init__(self, job_id: str, remote_id: str) -> None:
+        super().__init__(f"job {job_id}: created task {remote_id} not recorded")
+        self.job_id = job_id
+        self.remote_id = remote_id
+
+
 class NonceReplayed(HeadswapError):
     """A webhook delivery (its nonce) was stored before: nothing changes."""
 

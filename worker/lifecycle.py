@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,13 +18,18 @@ from celery.signals import setup_logging as celery_setup_logging
 from config.celery import OBSOLETE_BINDINGS
 from config.logs import setup_logging
 from config.settings import Settings
-from worker import health
+from worker import health, submission
 from worker.metrics import start_metrics_server
 from worker.runtime import Runtime
 from worker.store import StoreError
 from worker.store.presence import REFRESH_SECONDS
 
 log = logging.getLogger(__name__)
+
+#: How often the watchdog looks, and when a Celery heartbeat counts as late (they come
+#: every ~2 s while the consumer runs).
+WATCHDOG_INTERVAL_SECONDS = 5.0
+HEARTBEAT_LATE_SECONDS = 10.0
 
 
 class Hooks:
@@ -45,6 +51,7 @@ class Hooks:
     def ready(self, sender: Any = None, **_: Any) -> None:
         self.touch(min_interval=0)
         self.hostname = getattr(sender, "hostname", None)
+        threading.Thread(target=self.watchdog, name="headswap-watchdog", daemon=True).start()
         self.announce()
         try:
             removed = self.runtime().store.drop_bindings(OBSOLETE_BINDINGS)
@@ -53,6 +60,7 @@ class Hooks:
         if removed:
             log.warning("obsolete queue bindings removed", extra={"count": removed})
         self.check_redis()
+        self.apply_spool()
         port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
         if port:
             start_metrics_server(port, self.runtime().store)
@@ -68,6 +76,18 @@ class Hooks:
             log.error("redis can evict jobs", extra={"risk": risks["eviction"]})
         if "persistence" in risks:
             log.warning("redis does not persist jobs", extra={"risk": risks["persistence"]})
+
+    def apply_spool(self) -> None:
+        """Record the created tasks a stopped worker (or a Redis outage) left in the spool."""
+        rt = self.runtime()
+        if not rt.spool.entries():
+            return
+        try:
+            applied = submission.apply_spool(rt)
+        except StoreError:
+            return  # Redis still away: the next refresh tries again
+        if applied:
+            log.warning("created tasks recorded from the spool", extra={"count": applied})
 
     def announce(self) -> None:
         if not self.hostname:
@@ -100,13 +120,42 @@ class Hooks:
         except OSError as exc:
             log.warning("heartbeat file not written", extra={"error": str(exc)})
 
+    def watchdog(self) -> None:
+        """Keep the liveness file fresh while Celery's heartbeats are late because Redis
+        does not answer (status ``waiting-for-redis``: liveness passes, readiness fails);
+        late heartbeats while Redis answers are a stuck worker, left to fail liveness."""
+        rt = self.runtime()
+        waiting = False
+        while not rt.stopping.wait(WATCHDOG_INTERVAL_SECONDS):
+            if health.since_heartbeat() < HEARTBEAT_LATE_SECONDS:
+                waiting = False
+                continue
+            try:
+                answers = rt.store.ping()
+            except StoreError:
+                answers = False
+            if health.watchdog_should_touch(health.since_heartbeat(), answers,
+                                            HEARTBEAT_LATE_SECONDS):  # fmt: skip
+                if not waiting:
+                    log.warning("waiting for Redis: alive (liveness), not ready")
+                waiting = True
+                try:
+                    health.touch(status=health.WAITING_FOR_REDIS)
+                except OSError as exc:
+                    log.warning("heartbeat file not written", extra={"error": str(exc)})
+            elif waiting:
+                log.warning("Redis answers again; waiting for Celery's heartbeat")
+                waiting = False
+
     def heartbeat(self, **_: Any) -> None:
         self.touch()
         if time.monotonic() - self.announced_at >= REFRESH_SECONDS:
             self.announce()
+            self.apply_spool()
 
     def shutting_down(self, sig: str = "", how: str = "", exitcode: int = 0, **_: Any) -> None:
         health.clear()  # readiness fails at once: no new work is routed here while draining
+        self.runtime().stopping.set()  # endless retries (a created task's id) end; spooled
         hostname, self.hostname = self.hostname, None
         if hostname:
             with contextlib.suppress(StoreError):  # else the record expires on its own

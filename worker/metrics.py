@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -40,6 +40,16 @@ RATE_LIMIT_WAITS = Counter(
     "headswap_rate_limit_waits_total", "Times a call waited or was deferred by a global limit.",
     ["limit"],
 )  # fmt: skip
+UNRECORDED_CREATES = Gauge(
+    "headswap_unrecorded_creates",
+    "Tasks Akool created whose id this process is still retrying into Redis (spooled).",
+)
+UNBOUND_CREATES = Counter(
+    "headswap_unbound_creates_total",
+    "Tasks Akool created (and charged) that no job follows: the job failed or moved on "
+    "before the create's answer was recorded.",
+    ["alert"],
+)
 CONFLICTING_MESSAGES = Counter(
     "headswap_conflicting_messages_total",
     "Valid messages refused because their job id or idempotency key names another job.",

@@ -17,6 +17,7 @@ The moves themselves are :mod:`worker.jobs`'s; this module decides which one to 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from worker.errors import (
     AkoolFatal,
     AkoolInsufficientCredits,
     AkoolRetryable,
+    CreateUnrecorded,
     InFlightCapReached,
     JobValidationError,
     TransitionRefused,
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 RATE_MAX_BLOCK_SECONDS = 2.0
 #: How soon a job held back by the in-flight cap is looked at again.
 CAP_RECHECK_SECONDS = 4.0
+#: The longest pause between two tries to record a created task (Redis away).
+RECORD_RETRY_CAP_SECONDS = 5.0
 #: The error kept on a job whose worker died mid-create.
 WORKER_LOST = {"error": "worker_lost", "message": "worker lost mid-create"}
 
@@ -61,6 +65,7 @@ class Outcome:
     behind would hold the job for as long as the skew."""
 
     status: str  # submitted | rejected | failed | retry | waiting | ambiguous | skipped
+    #              | unrecorded (created at Akool; the id is in the spool, not in Redis)
     job_id: str | None
     retry_in: float | None = None
 
@@ -182,7 +187,11 @@ def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
         return Outcome("ambiguous", job_id)
     except AkoolFatal as exc:
         return _fail(rt, job_id, "akool_refused", exc.as_dict())
-    if not _record_created(rt, job_id, task):
+    try:
+        recorded = _record_created(rt, job_id, task)
+    except CreateUnrecorded:  # in the spool and in an ERROR line; the next worker applies it
+        return Outcome("unrecorded", job_id)
+    if not recorded:
         # A webhook bound the job while our create call was still in flight.
         log.info("create answered after a webhook bound the job", extra={"job_id": job_id})
         return Outcome("submitted", job_id)
@@ -207,24 +216,114 @@ def first_poll_in(rt: Runtime, task: Task) -> float:
 
 
 def _record_created(rt: Runtime, job_id: str, task: Task) -> bool:
-    """Store the created task's id: it exists nowhere else, so this one write is retried
-    (``HEADSWAP_RECORD_RETRY_SECONDS``) rather than the whole task. If Redis stays away the
-    task id is logged at ERROR, so it is never lost without a trace."""
+    """Store the created task's id. It exists nowhere else and cost credits, so it is never
+    given up: when Redis does not take it, the ids go to the local spool (durable) and to
+    an ERROR line at once — an operator can always reconcile — and the write is retried
+    for as long as this worker runs. Stopping leaves the entry in the spool, which the next
+    worker to start applies. False when the job was bound or ended without this create's
+    answer (see :func:`settle_created`)."""
     delay = first_poll_in(rt, task)
-
-    def failed(exc: Exception) -> None:
-        log.warning("redis unavailable; retrying the record of a created task",
-                    extra={"job_id": job_id, "remote_id": task.remote_id})  # fmt: skip
-
     try:
-        return rt.store.persist(lambda: rt.jobs.record_created(job_id, task, delay),
-                                for_seconds=rt.settings.record_retry_seconds, on_retry=failed)
-    except StoreError:
-        log.error(
-            "a created Akool task could not be recorded; its id is in this line",
-            extra={"job_id": job_id, "remote_id": task.remote_id},
-        )
-        raise
+        return settle_created(rt, job_id, task, delay)
+    except StoreError as exc:
+        error: Exception = exc
+    except CreateUnrecorded as exc:  # the job vanished from Redis between claim and now
+        error = exc
+    spooled = _spool(rt, job_id, task)
+    metrics.UNRECORDED_CREATES.inc()
+    log.error("a created Akool task is not recorded yet (Redis does not answer): retrying "
+              "until it is; its ids are in this line", extra={
+                  "job_id": job_id, "remote_id": task.remote_id, "spooled": spooled,
+                  "error": type(error).__name__})  # fmt: skip
+    since, attempt = time.monotonic(), 0
+    try:
+        while True:
+            attempt += 1
+            pause = retry_delay(attempt, base=0.2, cap=RECORD_RETRY_CAP_SECONDS)
+            if rt.stopping.wait(pause):
+                log.warning("worker stopping with a created task not recorded; the spool "
+                            "keeps it for the next worker", extra={
+                                "job_id": job_id, "remote_id": task.remote_id,
+                                "spooled": spooled})  # fmt: skip
+                raise CreateUnrecorded(job_id, task.remote_id)
+            try:
+                settled = settle_created(rt, job_id, task, delay)
+            except StoreError:
+                continue
+            except CreateUnrecorded:
+                if isinstance(error, CreateUnrecorded):  # Redis answers; the job is gone
+                    raise
+                error = CreateUnrecorded(job_id, task.remote_id)
+                continue
+            rt.spool.remove(job_id)
+            log.warning("created task recorded after Redis came back", extra={
+                "job_id": job_id, "remote_id": task.remote_id,
+                "waited_s": round(time.monotonic() - since, 1)})  # fmt: skip
+            return settled
+    finally:
+        metrics.UNRECORDED_CREATES.dec()
+
+
+def _spool(rt: Runtime, job_id: str, task: Task) -> bool:
+    try:
+        rt.spool.put(job_id, task.remote_id, task.status, task.video_duration, time.time())
+    except OSError as exc:  # the ERROR line is then the only copy: say so
+        log.error("created task could not be spooled", extra={
+            "job_id": job_id, "remote_id": task.remote_id, "error": str(exc)})  # fmt: skip
+        return False
+    return True
+
+
+def settle_created(rt: Runtime, job_id: str, task: Task, first_poll: float) -> bool:
+    """Record that Akool created ``task`` for ``job_id``; True when this call did.
+
+    False when the record already had it (a webhook bound the job first, or the spool was
+    applied twice) — or when the job moved on without it: failed after its create looked
+    lost, resubmitted, cancelled. That last case is a task Akool created (and charged)
+    that no job follows: the record gets ``unbound_remote_id``, the stream an
+    ``alert=paid_but_failed`` (the job failed) or ``alert=unbound_create`` entry, and it
+    is counted and logged at ERROR, never left as a silent mislabel."""
+    if rt.jobs.record_created(job_id, task, first_poll):
+        return True
+    record = rt.store.get(job_id)
+    if record is None:
+        raise CreateUnrecorded(job_id, task.remote_id)  # Redis lost the job: keep the entry
+    if record.get("remote_id") == task.remote_id or record.get(
+            "unbound_remote_id") == task.remote_id:  # fmt: skip
+        return False
+    alert = "paid_but_failed" if record["state"] == states.FAILED else "unbound_create"
+    rt.store.update(job_id, {"unbound_remote_id": task.remote_id})
+    rt.store.events.alert({"alert": alert, "job_id": job_id, "remote_id": task.remote_id,
+                           "state": str(record["state"])})  # fmt: skip
+    metrics.UNBOUND_CREATES.labels(alert).inc()
+    log.error("Akool created a task that no job follows (it was charged)", extra={
+        "job_id": job_id, "remote_id": task.remote_id, "state": record["state"],
+        "alert": alert})  # fmt: skip
+    return False
+
+
+def apply_spool(rt: Runtime) -> int:
+    """Record what the spool holds (a worker stopped, or Redis was away); the number of
+    entries settled. Stops at the first store failure: Redis is still away."""
+    done = 0
+    for entry in rt.spool.entries():
+        task = Task(remote_id=entry.remote_id, status=entry.status,
+                    video_duration=entry.video_duration)  # fmt: skip
+        try:
+            settle_created(rt, entry.job_id, task, first_poll_in(rt, task))
+        except StoreError:
+            break
+        except CreateUnrecorded:
+            log.error("spooled create names a job Redis does not know (lost data?): moved "
+                      "aside for the operator", extra={"job_id": entry.job_id,
+                      "remote_id": entry.remote_id})  # fmt: skip
+            rt.spool.set_aside(entry)
+            continue
+        rt.spool.remove(entry.job_id)
+        log.warning("spooled create recorded", extra={"job_id": entry.job_id,
+                                                      "remote_id": entry.remote_id})
+        done += 1
+    return done
 
 
 def create_request(rt: Runtime, record: Mapping[str, Any]) -> CreateTaskRequest:
