@@ -143,6 +143,9 @@ class Settings:
 
     #: HEADSWAP_NOTIFY_GRACE_SECONDS: a terminal job not notified after this is re-notified.
     notify_grace_seconds: float = 60.0
+    #: HEADSWAP_BEAT_SILENCE_SECONDS: a poll tick missing for longer than this is logged at
+    #: ERROR by every worker (beat down, or nothing consumes headswap.poll).
+    beat_silence_seconds: float = 60.0
     #: HEADSWAP_SPOOL_DIR: where a created task whose id Redis did not take waits
     #: (durably) until it is recorded; the next worker on this directory applies it.
     spool_dir: str = "/tmp/headswap-spool"  # noqa: S108 (an emptyDir in the pod)
@@ -350,6 +353,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "NOTIFY_GRACE_SECONDS", d.notify_grace_seconds, validate=_POSITIVE
         ),
         "spool_dir": env.str("SPOOL_DIR", d.spool_dir),
+        "beat_silence_seconds": env.float(
+            "BEAT_SILENCE_SECONDS", d.beat_silence_seconds, validate=_POSITIVE
+        ),
         "poll_tick_seconds": env.float(
             "POLL_TICK_SECONDS", d.poll_tick_seconds, validate=_POSITIVE
         ),
@@ -439,6 +445,11 @@ def _check_consistency(s: Settings) -> None:
         problems.append(
             f"{PREFIX}VISIBILITY_TIMEOUT_SECONDS must exceed {PREFIX}READ_TIMEOUT + "
             f"{PREFIX}RETRY_BACKOFF_MAX_SECONDS (a running task must never be redelivered)"
+        )
+    if s.beat_silence_seconds <= 2 * s.poll_tick_seconds:
+        problems.append(
+            f"{PREFIX}BEAT_SILENCE_SECONDS must exceed twice {PREFIX}POLL_TICK_SECONDS "
+            "(or every late tick is an alarm)"
         )
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems))

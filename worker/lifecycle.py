@@ -41,6 +41,8 @@ class Hooks:
         self.hostname: str | None = None
         self.announced_at = 0.0
         self.epoch: float | None = None
+        self.started = 0.0
+        self.beat_silent = False
 
     def own_logging(self, **_: Any) -> None:
         """With a receiver connected Celery leaves logging alone (otherwise it resets the
@@ -51,6 +53,7 @@ class Hooks:
     def ready(self, sender: Any = None, **_: Any) -> None:
         self.touch(min_interval=0)
         self.hostname = getattr(sender, "hostname", None)
+        self.started = time.monotonic()
         threading.Thread(target=self.watchdog, name="headswap-watchdog", daemon=True).start()
         self.announce()
         try:
@@ -129,6 +132,7 @@ class Hooks:
         while not rt.stopping.wait(WATCHDOG_INTERVAL_SECONDS):
             if health.since_heartbeat() < HEARTBEAT_LATE_SECONDS:
                 waiting = False
+                self.check_beat(rt)
                 continue
             try:
                 answers = rt.store.ping()
@@ -146,6 +150,26 @@ class Hooks:
             elif waiting:
                 log.warning("Redis answers again; waiting for Celery's heartbeat")
                 waiting = False
+
+    def check_beat(self, rt: Runtime) -> None:
+        """Beat silence is an alarm, not a quiet standstill: a poll tick missing for longer
+        than ``HEADSWAP_BEAT_SILENCE_SECONDS`` (server clock) is logged at ERROR, once per
+        silence, by every worker; ``headswap_beat_last_tick_age_seconds`` shows it too."""
+        limit = self.settings.beat_silence_seconds
+        try:
+            age = rt.store.guards.last_tick_age("poll_due")
+        except StoreError:
+            return
+        if age is None:  # no tick ever: silent once this worker has waited long enough
+            age = time.monotonic() - self.started if self.started else 0.0
+        if age > limit and not self.beat_silent:
+            self.beat_silent = True
+            log.error("beat is silent: no poll tick for %.0f s (limit %.0f s); nothing polls, "
+                      "wakes waiting jobs or sweeps until headswap beat runs and headswap.poll "
+                      "is consumed", age, limit, extra={"tick_age_s": round(age, 1)})
+        elif age <= limit and self.beat_silent:
+            self.beat_silent = False
+            log.warning("beat ticks again", extra={"tick_age_s": round(age, 1)})
 
     def heartbeat(self, **_: Any) -> None:
         self.touch()

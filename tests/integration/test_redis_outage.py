@@ -67,3 +67,36 @@ def test_liveness_holds_and_the_worker_lives_through_a_redis_outage(sandbox, tmp
         server.stop()
     said = [x["msg"] for x in json_lines(tmp_path / "worker.log")]
     assert "waiting for Redis: alive (liveness), not ready" in said
+
+
+def test_a_silent_beat_is_an_error_in_every_worker_log(redis_server, sandbox, tmp_path):
+    """Issue 12: beat stopped 10 minutes, the pipeline stood still and nothing raised an
+    alarm. A worker now logs it at ERROR once the poll tick is missing for longer than
+    HEADSWAP_BEAT_SILENCE_SECONDS, and says when it ticks again."""
+    from tests.support.stack import fresh_db_url
+    from worker.devstack.procs import wait_until
+
+    env = cli_env(fresh_db_url(redis_server.url), sandbox, HEADSWAP_BEAT_SILENCE_SECONDS="6")
+    client = redis_client(load_settings(env))
+    worker = started_worker("nobeat", env, tmp_path / "worker.log", client, "-c", "1")
+    beat = None
+
+    def said(level: str, start: str) -> bool:
+        return any(x["level"] == level and x["msg"].startswith(start)
+                   for x in json_lines(tmp_path / "worker.log"))
+    try:
+        wait_until(lambda: said("ERROR", "beat is silent"), 30, what="the silence alarm")
+        beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,
+                     log=tmp_path / "beat.log")
+        wait_until(lambda: said("WARNING", "beat ticks again"), 30, what="the all-clear")
+        stop(beat)
+        beat = None
+        def silences() -> int:
+            return sum(x["msg"].startswith("beat is silent")
+                       for x in json_lines(tmp_path / "worker.log"))
+        wait_until(lambda: silences() == 2, 30, what="the second silence, said once")
+    finally:
+        stop(worker)
+        if beat is not None:
+            stop(beat)
+        client.close()
