@@ -110,8 +110,19 @@ class Settings:
     job_retention_seconds: int = 7 * 24 * 3600
     #: HEADSWAP_IDEMPOTENCY_TTL_SECONDS: idempotency key -> job id mapping lifetime.
     idempotency_ttl_seconds: int = 24 * 3600
-    #: HEADSWAP_SUBMIT_MAX_RETRIES: attempts for a create that was not received (429, 503...).
-    submit_max_retries: int = 8
+    #: HEADSWAP_SUBMIT_RETRY_WINDOW_SECONDS: how long a create that was not received (429,
+    #: 503, no connection) is retried, from its first such failure: an Akool outage up to
+    #: this long fails no job.
+    submit_retry_window_seconds: float = 1800.0
+    #: HEADSWAP_SUBMIT_MAX_RETRIES: also bound the attempts by count (0 = only the window).
+    submit_max_retries: int = 0
+    #: HEADSWAP_AKOOL_BREAKER_FAILURES: consecutive creates without an answer (timeouts,
+    #: no connection) that stop all creates, for every worker (0 = no breaker).
+    akool_breaker_failures: int = 3
+    #: HEADSWAP_AKOOL_BREAKER_PAUSE_SECONDS / _MAX_SECONDS: how long creates stop before a
+    #: probe asks Akool again; doubled per failed probe up to the maximum.
+    akool_breaker_pause_seconds: float = 5.0
+    akool_breaker_pause_max_seconds: float = 60.0
     #: HEADSWAP_RETRY_BACKOFF_MAX_SECONDS: cap of the exponential backoff between attempts.
     retry_backoff_max_seconds: int = 120
 
@@ -318,8 +329,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "idempotency_ttl_seconds": env.int(
             "IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, validate=Range(60)
         ),
+        "submit_retry_window_seconds": env.float(
+            "SUBMIT_RETRY_WINDOW_SECONDS", d.submit_retry_window_seconds, validate=_POSITIVE
+        ),
+        "akool_breaker_failures": env.int(
+            "AKOOL_BREAKER_FAILURES", d.akool_breaker_failures, validate=Range(0, 1000)
+        ),
+        "akool_breaker_pause_seconds": env.float(
+            "AKOOL_BREAKER_PAUSE_SECONDS", d.akool_breaker_pause_seconds, validate=_POSITIVE
+        ),
+        "akool_breaker_pause_max_seconds": env.float(
+            "AKOOL_BREAKER_PAUSE_MAX_SECONDS", d.akool_breaker_pause_max_seconds,
+            validate=_POSITIVE,
+        ),
         "submit_max_retries": env.int(
-            "SUBMIT_MAX_RETRIES", d.submit_max_retries, validate=Range(0, 100)
+            "SUBMIT_MAX_RETRIES", d.submit_max_retries, validate=Range(0, 10_000)
         ),
         "retry_backoff_max_seconds": env.int(
             "RETRY_BACKOFF_MAX_SECONDS", d.retry_backoff_max_seconds, validate=Range(1)
@@ -445,6 +469,11 @@ def _check_consistency(s: Settings) -> None:
         problems.append(
             f"{PREFIX}VISIBILITY_TIMEOUT_SECONDS must exceed {PREFIX}READ_TIMEOUT + "
             f"{PREFIX}RETRY_BACKOFF_MAX_SECONDS (a running task must never be redelivered)"
+        )
+    if s.akool_breaker_pause_max_seconds < s.akool_breaker_pause_seconds:
+        problems.append(
+            f"{PREFIX}AKOOL_BREAKER_PAUSE_MAX_SECONDS must not be below "
+            f"{PREFIX}AKOOL_BREAKER_PAUSE_SECONDS"
         )
     if s.beat_silence_seconds <= 2 * s.poll_tick_seconds:
         problems.append(

@@ -108,6 +108,9 @@ class AkoolError(HeadswapError):
         self.operation = operation
         #: Seconds the server asked us to wait (``Retry-After``); only retryable errors set it.
         self.retry_after: float | None = None
+        #: No answer at all (connect failure or timeout, read timeout, cut connection):
+        #: what the Akool breaker counts. An answer, even an error, is not "unreachable".
+        self.unreachable = False
         super().__init__(message)
 
     def __str__(self) -> str:

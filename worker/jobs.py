@@ -207,9 +207,11 @@ class Jobs:
         self, job_id: str, error: Mapping[str, Any], retry_in: float, reason: str = "retry"
     ) -> bool:
         """``submitting -> queued``: the create surely did not run; the wake-up re-sends
-        the job in ``retry_in`` (server clock)."""
+        the job in ``retry_in`` (server clock). The first such failure is stamped
+        (``retrying_since``): the retry budget is time from there."""
         return _try(self.store, job_id, states.QUEUED, fields={"error": dict(error)},
-                    delays={"wakeup": retry_in}, event={"reason": reason})  # fmt: skip
+                    delays={"wakeup": retry_in}, stamp_once=("retrying_since",),
+                    event={"reason": reason})  # fmt: skip
 
     def wait_for_credits(self, job_id: str, error: Mapping[str, Any], wake_in: float) -> bool:
         """``submitting -> queued`` on 1104: the job waits for credits; the first such wait

@@ -50,6 +50,11 @@ UNBOUND_CREATES = Counter(
     "before the create's answer was recorded.",
     ["alert"],
 )
+AKOOL_BREAKER = Counter(
+    "headswap_akool_breaker_total",
+    "The Akool breaker opened (creates stopped: no answer) or closed (Akool answers).",
+    ["event"],
+)
 CONFLICTING_MESSAGES = Counter(
     "headswap_conflicting_messages_total",
     "Valid messages refused because their job id or idempotency key names another job.",

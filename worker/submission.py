@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from worker import analysis, metrics, signals, states
+from worker import analysis, breaker, metrics, signals, states
 from worker.akool_types import CreateTaskRequest, Task
 from worker.akool_types import Mapping as AkoolMapping
 from worker.errors import (
@@ -128,9 +128,14 @@ def _refuse_conflict(rt: Runtime, message: Any, existing: str, field: str,
 
 def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
     job_id = record["job_id"]
-    paused_for = rt.store.guards.paused_for("credits")
-    if paused_for:
-        return _wait_for_credits(rt, record, paused_for)
+    circuits = breaker.read(rt.store)
+    if circuits.credits_paused:
+        return _wait_for_credits(rt, record, circuits.credits_paused)
+    hold = breaker.admit(rt.store, rt.akool, rt.settings, circuits)
+    if hold is not None:  # Akool does not answer: wait in queued, no attempt spent
+        metrics.RATE_LIMIT_WAITS.labels("akool_breaker").inc()
+        rt.jobs.postpone(job_id, hold)
+        return Outcome("waiting", job_id, retry_in=hold)
     try:
         gate = analysis.gate(rt, record)
     except AkoolFatal as exc:  # our own trouble (auth...), not a verdict on the video
@@ -160,7 +165,7 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         rt.jobs.postpone(job_id, delay)
         return Outcome("retry", job_id, retry_in=delay)
     try:
-        rt.jobs.claim_for_submit(
+        claimed = rt.jobs.claim_for_submit(
             job_id, int(record.get("attempts", 0)) + 1, rt.settings.max_in_flight
         )
     except TransitionRefused:
@@ -170,23 +175,31 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         # Wait in queued without spending a retry; the sweeper re-sends it.
         rt.jobs.postpone(job_id, full_jitter(CAP_RECHECK_SECONDS))
         return Outcome("waiting", job_id)
-    return _create(rt, record)
+    return _create(rt, record, circuits.failures, claimed.at)
 
 
-def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
+def _create(rt: Runtime, record: dict[str, Any], failures: int, now: float) -> Outcome:
+    """The create itself. ``failures``: the breaker's count when the job was admitted;
+    ``now``: the server time of the claim."""
     job_id = record["job_id"]
     request = create_request(rt, record)
     try:
         task = rt.akool.create_task(request)
     except AkoolRetryable as exc:
-        return _back_to_queue(rt, record, exc)
+        if exc.unreachable:
+            breaker.failed(rt.store, rt.settings)
+        return _back_to_queue(rt, record, exc, now)
     except AkoolInsufficientCredits as exc:
         return _out_of_credits(rt, record, exc)
     except AkoolAmbiguous as exc:
+        if exc.unreachable:
+            breaker.failed(rt.store, rt.settings)
         rt.jobs.mark_ambiguous(job_id, exc.as_dict())
         return Outcome("ambiguous", job_id)
     except AkoolFatal as exc:
         return _fail(rt, job_id, "akool_refused", exc.as_dict())
+    if failures:  # the breaker counted failures: this answer ends them
+        breaker.closed(rt.store)
     try:
         recorded = _record_created(rt, job_id, task)
     except CreateUnrecorded:  # in the spool and in an ERROR line; the next worker applies it
@@ -381,11 +394,20 @@ def _fail(rt: Runtime, job_id: str, reason: str, error: Mapping[str, Any] | None
     return Outcome("failed", job_id)
 
 
-def _back_to_queue(rt: Runtime, record: dict[str, Any], exc: AkoolRetryable) -> Outcome:
+def _back_to_queue(rt: Runtime, record: dict[str, Any], exc: AkoolRetryable,
+                   now: float) -> Outcome:  # fmt: skip
+    """A create surely not received goes back to ``queued`` for a later attempt. The
+    budget is time (``HEADSWAP_SUBMIT_RETRY_WINDOW_SECONDS`` from the first such failure,
+    server clock), so an Akool outage shorter than it fails no job; a count bound is
+    optional (``HEADSWAP_SUBMIT_MAX_RETRIES``)."""
     job_id = record["job_id"]
     attempts = int(record.get("attempts", 0)) + 1
-    if attempts > rt.settings.submit_max_retries:
-        return _fail(rt, job_id, "retries_exhausted", exc.as_dict())
+    since = float(record.get("retrying_since") or now)
+    bound = rt.settings.submit_max_retries
+    if now - since > rt.settings.submit_retry_window_seconds or (bound and attempts > bound):
+        return _fail(rt, job_id, "retries_exhausted",
+                     {**exc.as_dict(), "attempts": attempts,
+                      "retrying_for_s": round(now - since, 1)})  # fmt: skip
     delay = retry_delay(
         attempts, cap=rt.settings.retry_backoff_max_seconds, retry_after=exc.retry_after
     )

@@ -174,6 +174,8 @@ BROKEN_ARGS = {
     "analysis_claim": lambda s: ([s.keys.analysis("u")], ["u", "ttl", 1]),
     "analysis_update": lambda s: ([s.keys.analysis("u")], ['{"fields":["a"],"ttl":1}']),
     "gcra": lambda s: ([s.keys.rate("create")], ["fast", 1]),
+    "breaker": lambda s: ([s.keys.failures("akool"), s.keys.circuit("akool")],
+                          [3, "5", "60", "-1"]),
 }
 
 

@@ -4,6 +4,7 @@ rates and beat ticks. Each is one Redis command or one script, on the server's c
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import cast
 
 import redis
@@ -42,6 +43,34 @@ class Guards:
         plain read on every submit, no script."""
         left_ms = int(cast(int, self._redis.pttl(self._keys.circuit(name))))
         return left_ms / 1000 if left_ms > 0 else None
+
+    # --- breakers (a circuit opened by consecutive failures) ----------------------------
+    def circuits(self, names: Sequence[str], breaker: str) -> tuple[list[float | None], int]:
+        """:meth:`paused_for` of each of ``names`` and the consecutive failures counted by
+        the breaker ``breaker``, in one round trip (read on every submit)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.pttl(self._keys.circuit(name))
+        pipe.get(self._keys.failures(breaker))
+        *lefts, failures = pipe.execute()
+        return [int(ms) / 1000 if int(ms) > 0 else None for ms in lefts], int(failures or 0)
+
+    def breaker_failure(
+        self, name: str, threshold: int, first_pause: float, longest_pause: float,
+        window: float,
+    ) -> tuple[bool, float, int]:
+        """One more consecutive failure: ``(opened by us, seconds open, failures)``."""
+        opened, left, failures = self._scripts(
+            "breaker", [self._keys.failures(name), self._keys.circuit(name)],
+            [threshold, repr(float(first_pause)), repr(float(longest_pause)),
+             repr(float(window))],
+        )  # fmt: skip
+        return bool(opened), float(left), int(failures)
+
+    def breaker_reset(self, name: str) -> bool:
+        """The service answers again: failures forgotten, circuit closed. True when there
+        was something to forget."""
+        return bool(self._redis.delete(self._keys.failures(name), self._keys.circuit(name)))
 
     # --- webhook nonces -----------------------------------------------------------------
     def nonce_seen(self, digest: str) -> bool:

@@ -16,7 +16,8 @@ slot and the Lua scripts stay legal there.
 ``{p}:outbox``                  zset: terminal job ids whose notify has not completed
 ``{p}:analysis:<hash>``         hash: the analysis of one source video URL
 ``{p}:analysis:<hash>:waiters`` set: queued job ids waiting for that analysis
-``{p}:circuit:<name>``          string: end of a pause all workers respect (credits)
+``{p}:circuit:<name>``          string: end of a pause all workers respect (credits, akool)
+``{p}:failures:<name>``         string: consecutive failures counted by a breaker (TTL)
 ``{p}:rate:<name>``             string: a global rate limit's state (GCRA)
 ``{p}:nonce:<digest>``          string: a webhook delivery already stored (TTL)
 ``{p}:lock:<name>:<id>``        string: a short lock (notify, callback delivery)
@@ -95,6 +96,9 @@ class Keys:
 
     def circuit(self, name: str) -> str:
         return f"{self.tag}:circuit:{name}"
+
+    def failures(self, name: str) -> str:
+        return f"{self.tag}:failures:{name}"
 
     def rate(self, name: str) -> str:
         return f"{self.tag}:rate:{name}"
