@@ -284,3 +284,25 @@ def test_the_event_stream_shows_a_presigned_output_url_redacted(redis_server, re
     assert rt.store.get("p1")["output_url"] == url
     [event] = [e for e in rt.store.events.read() if e.get("state") == states.SUCCEEDED]
     assert event["output_url"] == "https://out.example.com/p1.mp4?***"
+
+
+def test_creates_not_received_are_retried_for_a_time_not_a_count(redis_server, redis_client,
+                                                                 sandbox):
+    """Issue 12: 9 attempts spanned ~124 s, so Akool's port closed for 120 s nearly failed
+    every waiting job. The budget is now time from the first failure (server clock):
+    as many attempts as fit, then ``retries_exhausted`` naming how long it tried."""
+    from worker.devstack.procs import free_port
+
+    msg = message("window", job_id="w1")
+    analysed(runtime(redis_server, sandbox), msg["video_url"])
+    down = runtime(redis_server, sandbox, HEADSWAP_AKOOL_BASE_URL=f"http://127.0.0.1:{free_port()}",
+                   HEADSWAP_SUBMIT_RETRY_WINDOW_SECONDS="1.5",
+                   HEADSWAP_AKOOL_BREAKER_FAILURES="0", HEADSWAP_CONNECT_TIMEOUT="0.5")
+    outcomes = [submit(down, msg).status for _ in range(12)]  # far more than the old 8
+    assert outcomes == ["retry"] * 12
+    first = down.store.get("w1")["retrying_since"]
+    time.sleep(1.6)
+    assert submit(down, msg).status == "failed"
+    record = down.store.get("w1")
+    assert record["reason"] == "retries_exhausted" and record["attempts"] == 13
+    assert record["error"]["retrying_for_s"] >= 1.5 and record["retrying_since"] == first
