@@ -154,6 +154,9 @@ class Settings:
 
     #: HEADSWAP_NOTIFY_GRACE_SECONDS: a terminal job not notified after this is re-notified.
     notify_grace_seconds: float = 60.0
+    #: HEADSWAP_ALLOW_EVICTION: run on a Redis whose maxmemory-policy evicts keys (jobs
+    #: then vanish, or are created twice); `headswap worker` refuses to start otherwise.
+    allow_eviction: bool = False
     #: HEADSWAP_BEAT_SILENCE_SECONDS: a poll tick missing for longer than this is logged at
     #: ERROR by every worker (beat down, or nothing consumes headswap.poll).
     beat_silence_seconds: float = 60.0
@@ -377,6 +380,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "NOTIFY_GRACE_SECONDS", d.notify_grace_seconds, validate=_POSITIVE
         ),
         "spool_dir": env.str("SPOOL_DIR", d.spool_dir),
+        "allow_eviction": env.bool("ALLOW_EVICTION", d.allow_eviction),
         "beat_silence_seconds": env.float(
             "BEAT_SILENCE_SECONDS", d.beat_silence_seconds, validate=_POSITIVE
         ),

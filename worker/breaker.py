@@ -48,12 +48,21 @@ class Gate:
     wait: float | None
     credits_paused: float | None
     failures: int
+    #: Set while Redis is known to have lost our data (see ``worker.lifecycle``): no
+    #: creates until an operator reconciles and runs ``headswap store-lost --ack``.
+    store_lost: float | None = None
+
+
+#: The hold opened when Redis lost our data.
+STORE_LOST = "store-lost"
 
 
 def read(store: JobStore) -> Gate:
-    """The credits pause, the breaker's pause and its failures: one round trip."""
-    (credits, akool), failures = store.guards.circuits(("credits", NAME), NAME)
-    return Gate(wait=akool, credits_paused=credits, failures=failures)
+    """The credits pause, the store-lost hold, the breaker's pause and its failures: one
+    round trip."""
+    (credits, akool, lost), failures = store.guards.circuits(
+        ("credits", NAME, STORE_LOST), NAME)  # fmt: skip
+    return Gate(wait=akool, credits_paused=credits, failures=failures, store_lost=lost)
 
 
 def admit(store: JobStore, client: AkoolClient, settings: Settings, gate: Gate) -> float | None:

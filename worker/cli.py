@@ -56,6 +56,13 @@ def beat_command(schedule: str = DEFAULT_SCHEDULE, extra: Sequence[str] = ()) ->
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from config.settings import get_settings
+    from worker import ops
+
+    refusal = ops.eviction_refusal(get_settings())
+    if refusal:
+        print(f"refused: {refusal}", file=sys.stderr)
+        return 2
     command = worker_command(args.concurrency, args.queues, args.celery_args)
     os.execv(command[0], command)  # noqa: S606 (fixed argv, no shell)
     return 0  # pragma: no cover
@@ -179,6 +186,18 @@ def cmd_fail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_lost(args: argparse.Namespace) -> int:
+    from worker import ops
+
+    rt = _runtime()
+    if args.ack:
+        print(ops.ack_store_lost(rt))
+        return 0
+    reason = ops.store_lost(rt)
+    print(f"creates held: {reason}" if reason else "creates are not held")
+    return 1 if reason else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -246,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("job_id")
     fa.add_argument("--reason", required=True)
     fa.set_defaults(handler=cmd_fail)
+
+    sl = sub.add_parser("store-lost", help="whether creates are held because Redis lost "
+                        "our data; --ack resumes them (reconcile against Akool first)")
+    sl.add_argument("--ack", action="store_true")
+    sl.set_defaults(handler=cmd_store_lost)
 
     d = sub.add_parser("demo", help="start everything locally, run demo jobs, print a summary")
     d.add_argument("--jobs", type=int, default=12, help="number of valid demo jobs")

@@ -31,6 +31,15 @@ def heartbeat_path() -> Path:
 
 OK = "ok"
 WAITING_FOR_REDIS = "waiting-for-redis"
+STORE_LOST = "store-lost"
+#: A standing condition that makes the worker alive but not ready (``store-lost``):
+#: Celery's heartbeats write it instead of ``ok`` while it holds.
+_condition: str | None = None
+
+
+def set_condition(condition: str | None) -> None:
+    global _condition
+    _condition = condition
 
 
 def touch(min_interval: float = 2.0, status: str = OK) -> None:
@@ -44,6 +53,7 @@ def touch(min_interval: float = 2.0, status: str = OK) -> None:
         return
     if status == OK:
         _last_touch = now
+        status = _condition or OK
     path = heartbeat_path()
     # A name of this process's own: two workers sharing one file (a pod running two, the
     # bench) must not rename each other's half-written heartbeat away.

@@ -18,7 +18,7 @@ from celery.signals import setup_logging as celery_setup_logging
 from config.celery import OBSOLETE_BINDINGS
 from config.logs import setup_logging
 from config.settings import Settings
-from worker import health, submission
+from worker import breaker, health, signals, submission
 from worker.metrics import start_metrics_server
 from worker.runtime import Runtime
 from worker.store import StoreError
@@ -43,6 +43,7 @@ class Hooks:
         self.epoch: float | None = None
         self.started = 0.0
         self.beat_silent = False
+        self.risks: dict[str, str] | None = None
 
     def own_logging(self, **_: Any) -> None:
         """With a receiver connected Celery leaves logging alone (otherwise it resets the
@@ -69,14 +70,20 @@ class Hooks:
             start_metrics_server(port, self.runtime().store)
 
     def check_redis(self) -> None:
-        """Say at start what in Redis's configuration can lose jobs (an evicting policy is
-        an error: jobs vanish silently; no append-only file a warning)."""
+        """Say at start, and whenever it changes, what in Redis's configuration can lose
+        jobs (an evicting policy is an error: jobs vanish silently — `headswap worker`
+        refuses to start on one unless HEADSWAP_ALLOW_EVICTION; no append-only file a
+        warning)."""
         try:
             risks = self.runtime().store.server_risks()
         except StoreError:
             return
+        if risks == self.risks:
+            return
+        self.risks = risks
         if "eviction" in risks:
-            log.error("redis can evict jobs", extra={"risk": risks["eviction"]})
+            log.error("redis can evict jobs", extra={
+                "risk": risks["eviction"], "allowed": self.settings.allow_eviction})
         if "persistence" in risks:
             log.warning("redis does not persist jobs", extra={"risk": risks["persistence"]})
 
@@ -97,15 +104,18 @@ class Hooks:
             return
         try:
             store = self.runtime().store
-            self.check_epoch(store.epoch())
+            self.check_epoch(*store.epoch_status())
             store.workers.announce(self.hostname, os.getpid())
             self.announced_at = time.monotonic()
         except StoreError as exc:  # the next heartbeat tries again
             log.warning("presence record not written", extra={"error": type(exc).__name__})
 
-    def check_epoch(self, epoch: float) -> None:
+    def check_epoch(self, epoch: float, partly_lost: bool = False) -> None:
         """A Redis that lost its data (restarted without persistence, flushed, evicted)
-        looks like a healthy empty system: say so, once per loss, in every worker."""
+        looks like a healthy empty system: say so, once per loss, in every worker, and
+        hold all creates (the store-lost hold) until an operator has reconciled against
+        Akool and runs ``headswap store-lost --ack``: producers re-sending with the same
+        idempotency keys would otherwise create, and pay for, every task twice."""
         if self.epoch is not None and epoch != self.epoch:
             log.error(
                 "redis lost its data: every job, schedule and idempotency key written before "
@@ -113,7 +123,22 @@ class Hooks:
                 "tasks already created at Akool are not known here",
                 extra={"data_since": epoch, "previous_data_since": self.epoch},
             )
+            self.hold_store_lost(f"the data epoch changed from {self.epoch:.3f} to "
+                                 f"{epoch:.3f}: Redis restarted empty, or was flushed")
+        elif partly_lost:
+            log.error("redis lost part of its data: the epoch key is gone while jobs remain "
+                      "(evicted?)", extra={"data_since": epoch})
+            self.hold_store_lost("the epoch key vanished while jobs remained: eviction, or "
+                                 "a partial loss")
         self.epoch = epoch
+
+    def hold_store_lost(self, reason: str) -> None:
+        rt = self.runtime()
+        if rt.store.guards.hold(breaker.STORE_LOST, reason):
+            rt.store.events.alert({"alert": "store_lost", "reason": reason})
+            signals.store_lost.send(sender="headswap", reason=reason)
+            log.error("creates are held until `headswap store-lost --ack` (reconcile against "
+                      "Akool first, see OPERATIONS.md)", extra={"reason": reason})
 
     def touch(self, min_interval: float = 2.0) -> None:
         """The liveness file; a write that fails is logged (the probe will tell) and never
@@ -133,6 +158,7 @@ class Hooks:
             if health.since_heartbeat() < HEARTBEAT_LATE_SECONDS:
                 waiting = False
                 self.check_beat(rt)
+                self.check_hold(rt)
                 continue
             try:
                 answers = rt.store.ping()
@@ -150,6 +176,14 @@ class Hooks:
             elif waiting:
                 log.warning("Redis answers again; waiting for Celery's heartbeat")
                 waiting = False
+
+    def check_hold(self, rt: Runtime) -> None:
+        """Readiness fails while creates are held because Redis lost our data."""
+        try:
+            held = rt.store.guards.held(breaker.STORE_LOST)
+        except StoreError:
+            return
+        health.set_condition(health.STORE_LOST if held else None)
 
     def check_beat(self, rt: Runtime) -> None:
         """Beat silence is an alarm, not a quiet standstill: a poll tick missing for longer
@@ -176,6 +210,7 @@ class Hooks:
         if time.monotonic() - self.announced_at >= REFRESH_SECONDS:
             self.announce()
             self.apply_spool()
+            self.check_redis()
 
     def shutting_down(self, sig: str = "", how: str = "", exitcode: int = 0, **_: Any) -> None:
         health.clear()  # readiness fails at once: no new work is routed here while draining

@@ -83,6 +83,7 @@ class StoreCollector(Collector):
         try:
             snap = self.store.snapshot(QUEUES)
             tick_age = self.store.guards.last_tick_age("poll_due")
+            evicted = self.store.evicted_keys()
         except Exception:  # a scrape must not crash the process; report nothing this time
             log.warning("metrics scrape could not read Redis", exc_info=True)
             return
@@ -114,6 +115,12 @@ class StoreCollector(Collector):
         for name, value in snap.queues.items():
             depth.add_metric([name], value)
         yield depth
+        if evicted is not None:
+            yield GaugeMetricFamily(
+                "headswap_redis_evicted_keys",
+                "Keys Redis evicted since it started (INFO stats): any is a lost job or lock.",
+                value=evicted,
+            )
         yield GaugeMetricFamily(
             "headswap_beat_last_tick_age_seconds",
             "Seconds since beat's poll tick last ran (server clock); alert when it grows.",

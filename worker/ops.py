@@ -10,11 +10,13 @@ from collections import Counter
 from typing import Any
 
 from config.celery import QUEUES
-from worker import states
+from config.settings import Settings
+from worker import breaker, states
 from worker.errors import TransitionRefused
 from worker.jobs import message_from_record
 from worker.notify import notify_now
 from worker.runtime import Runtime
+from worker.store import StoreError, open_store
 
 
 def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
@@ -28,6 +30,8 @@ def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
         "beat_last_tick_age_s": rt.store.guards.last_tick_age("poll_due"),
         "redis_risks": rt.store.server_risks(),
         "redis_data_since": rt.store.epoch(),
+        "redis_evicted_keys": rt.store.evicted_keys(),
+        "store_lost": rt.store.guards.held(breaker.STORE_LOST),
         "window_s": window,
         "per_minute": {s: round(n * 60 / window, 2) for s, n in sorted(transitions.items())},
         "failed_by_reason": dict(failures),
@@ -56,3 +60,37 @@ def fail(rt: Runtime, job_id: str, reason: str) -> str:
         )
     notify_now(rt, job_id)
     return f"{job_id}: failed by operator ({reason})"
+
+
+def store_lost(rt: Runtime) -> str | None:
+    """Why creates are held because Redis lost our data, or None when they are not."""
+    return rt.store.guards.held(breaker.STORE_LOST)
+
+
+def ack_store_lost(rt: Runtime) -> str:
+    """The operator has reconciled against Akool: creates may resume."""
+    reason = rt.store.guards.held(breaker.STORE_LOST)
+    if reason is None:
+        return "creates are not held"
+    rt.store.guards.lift(breaker.STORE_LOST)
+    rt.store.events.alert({"alert": "store_lost_acknowledged", "reason": reason})
+    return f"creates resume (the hold was: {reason})"
+
+
+def eviction_refusal(settings: Settings) -> str | None:
+    """Why a worker must not start on this Redis (an evicting ``maxmemory-policy``), or
+    None. A Redis that cannot be reached now is not judged: the worker waits for it and
+    says the risk at start (``worker.lifecycle``). ``HEADSWAP_ALLOW_EVICTION`` overrides."""
+    if settings.allow_eviction:
+        return None
+    try:
+        store = open_store(settings)
+        try:
+            risk = store.server_risks().get("eviction")
+        finally:
+            store.close()
+    except StoreError:
+        return None
+    if risk is None:
+        return None
+    return f"{risk} (or set HEADSWAP_ALLOW_EVICTION=true to run anyway, at that risk)"

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 RATE_MAX_BLOCK_SECONDS = 2.0
 #: How soon a job held back by the in-flight cap is looked at again.
 CAP_RECHECK_SECONDS = 4.0
+#: How often a job held by the store-lost hold looks again.
+STORE_LOST_RECHECK_SECONDS = 10.0
 #: The longest pause between two tries to record a created task (Redis away).
 RECORD_RETRY_CAP_SECONDS = 5.0
 #: The error kept on a job whose worker died mid-create.
@@ -129,6 +131,11 @@ def _refuse_conflict(rt: Runtime, message: Any, existing: str, field: str,
 def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
     job_id = record["job_id"]
     circuits = breaker.read(rt.store)
+    if circuits.store_lost:  # idempotency keys from before the loss cannot be honoured
+        metrics.RATE_LIMIT_WAITS.labels("store_lost").inc()
+        delay = STORE_LOST_RECHECK_SECONDS + full_jitter(2.0)
+        rt.jobs.postpone(job_id, delay)
+        return Outcome("waiting", job_id, retry_in=delay)
     if circuits.credits_paused:
         return _wait_for_credits(rt, record, circuits.credits_paused)
     hold = breaker.admit(rt.store, rt.akool, rt.settings, circuits)

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -102,9 +103,10 @@ def test_headswap_worker_and_beat_pass_celery_options_through_and_log_at_info(
     client.close()
 
 
-def test_a_worker_says_at_start_when_redis_can_evict_or_forget_jobs(sandbox, tmp_path):
+def test_a_worker_refuses_an_evicting_redis_and_says_what_can_lose_jobs(sandbox, tmp_path):
     """An evicting maxmemory-policy once made 200 of 600 jobs vanish with nothing logged
-    (issue 12): `headswap worker` now says so at start, and `headswap stats` shows it."""
+    (issue 12): `headswap worker` now refuses to start on one, unless told to run anyway
+    (then it says so at ERROR), and `headswap stats` shows the risks."""
     from worker.devstack.redis_server import start_redis
 
     server = start_redis(extra_args=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
@@ -112,13 +114,20 @@ def test_a_worker_says_at_start_when_redis_can_evict_or_forget_jobs(sandbox, tmp
     client = redis_client(load_settings(env))
     worker = None
     try:
+        refused = subprocess.run([HEADSWAP, "worker", "-c", "1"], env={**os.environ, **env},
+                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2
+        assert "refused: maxmemory-policy is allkeys-lru" in refused.stderr
+        assert "HEADSWAP_ALLOW_EVICTION" in refused.stderr
+        env = {**env, "HEADSWAP_ALLOW_EVICTION": "true"}
         worker = started_worker("risk", env, tmp_path / "worker.log", client, "-c", "1")
-        said = {(x["level"], x["msg"]): x.get("risk", "")
-                for x in json_lines(tmp_path / "worker.log")}
-        assert "allkeys-lru" in said[("ERROR", "redis can evict jobs")]
-        assert "appendonly" in said[("WARNING", "redis does not persist jobs")]
+        said = {(x["level"], x["msg"]): x for x in json_lines(tmp_path / "worker.log")}
+        evict = said[("ERROR", "redis can evict jobs")]
+        assert "allkeys-lru" in evict["risk"] and evict["allowed"] is True
+        assert "appendonly" in said[("WARNING", "redis does not persist jobs")]["risk"]
         stats = json.loads(headswap_output(env, "stats", "--json"))
         assert set(stats["redis_risks"]) == {"eviction", "persistence"}
+        assert stats["redis_evicted_keys"] == 0
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("appendonly", "yes")
         wait_until(lambda: json.loads(headswap_output(env, "stats", "--json"))[
@@ -130,16 +139,24 @@ def test_a_worker_says_at_start_when_redis_can_evict_or_forget_jobs(sandbox, tmp
         server.stop()
 
 
-def test_a_worker_says_when_redis_lost_its_data_under_it(redis_server, sandbox, tmp_path):
+def test_a_redis_that_lost_its_data_holds_creates_until_an_operator_acks(
+        redis_server, sandbox, tmp_path):
     """Redis restarted without persistence once left 'a healthy empty system' in
-    `headswap stats` and not one log line (issue 12). Now each worker says it (within a
-    presence refresh, 15 s) and `headswap stats` tells since when the data reaches back."""
-    env = cli_env(fresh_db_url(redis_server.url), sandbox)
+    `headswap stats` and not one log line, and producers re-sending with the same
+    idempotency keys created (and paid for) 24 tasks twice (issue 12). Now each worker
+    says it (within a presence refresh, 15 s), holds every create, fails readiness and
+    streams an alert, until `headswap store-lost --ack`."""
+    env = cli_env(fresh_db_url(redis_server.url), sandbox,
+                  HEADSWAP_HEARTBEAT_FILE=str(tmp_path / "heartbeat"))
     client = redis_client(load_settings(env))
+    beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,
+                 log=tmp_path / "beat.log")
+    producer = Producer(load_settings(env))
     worker = None
     try:
         worker = started_worker("epoch", env, tmp_path / "worker.log", client, "-c", "1")
         before = json.loads(headswap_output(env, "stats", "--json"))["redis_data_since"]
+        assert headswap_output(env, "store-lost").strip() == "creates are not held"
         client.flushdb()  # what a restart without persistence leaves
 
         def lost() -> list[dict]:
@@ -148,11 +165,29 @@ def test_a_worker_says_when_redis_lost_its_data_under_it(redis_server, sandbox, 
         wait_until(lambda: bool(lost()), 40, what="the worker to notice the loss")
         [said] = lost()
         assert said["level"] == "ERROR" and said["previous_data_since"] == before
-        after = json.loads(headswap_output(env, "stats", "--json"))["redis_data_since"]
-        assert after > before
+        stats = json.loads(headswap_output(env, "stats", "--json"))
+        assert stats["redis_data_since"] > before and "epoch changed" in stats["store_lost"]
+        alerts = [f for _, f in client.xrange(Keys("headswap").events)
+                  if f.get("alert") == "store_lost"]
+        assert len(alerts) == 1
+        job_id = producer.submit(**JOB)  # a producer re-sending after the loss
+        creates = sandbox.stats()["creates"]
+        wait_until(lambda: subprocess.run(
+            [HEADSWAP, "healthcheck", "--ready"], env={**os.environ, **env}, cwd=ROOT,
+            capture_output=True).returncode == 1, 20, what="readiness to fail")
+        time.sleep(3)
+        assert producer.get(job_id)["state"] == "queued"
+        assert sandbox.stats()["creates"] == creates  # held: nothing sent to Akool
+        assert "creates resume" in headswap_output(env, "store-lost", "--ack")
+        assert producer.wait(job_id, timeout=40)["state"] == "succeeded"
+        wait_until(lambda: subprocess.run(
+            [HEADSWAP, "healthcheck", "--ready"], env={**os.environ, **env}, cwd=ROOT,
+            capture_output=True).returncode == 0, 20, what="readiness to pass again")
     finally:
+        producer.close()
         if worker is not None:
             stop(worker)
+        stop(beat)
         client.close()
 
 

@@ -289,3 +289,14 @@ def test_the_beat_tick_guard_skips_ticks_that_come_too_soon(store):
     assert store.guards.tick("poll_due", min_gap=5) == 0.0
     assert store.guards.tick("poll_due", min_gap=5) is None
     assert store.guards.last_tick_age("poll_due") < 1
+
+
+def test_an_epoch_missing_while_jobs_remain_is_a_partial_loss(store, redis_client):
+    """Eviction can take the epoch key and leave jobs: a process that never saw the old
+    epoch still knows data was lost (issue 12)."""
+    assert store.epoch_status()[1] is False  # a new, empty store: nothing lost
+    create(store, "j1")  # on the wake-up schedule
+    assert store.epoch_status()[1] is False  # the epoch is there
+    redis_client.delete(store.keys.epoch)
+    epoch, lost = store.epoch_status()
+    assert lost is True and store.epoch_status() == (epoch, False)  # said once, rewritten

@@ -37,6 +37,29 @@ class Guards:
         opened, left = self._scripts("circuit", [self._keys.circuit(name)], [repr(float(pause))])
         return bool(opened), float(left)
 
+    def hold(self, name: str, reason: str, days: float = 30.0) -> bool:
+        """Open the circuit ``name`` until an operator lifts it (:meth:`lift`); it still
+        expires after ``days``, so a forgotten hold does not outlive a month. True when
+        this call opened it. ``reason`` is kept beside it."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._keys.circuit(name), "held", nx=True, ex=int(days * 86400))
+        pipe.set(self._keys.circuit(name) + ":reason", reason, ex=int(days * 86400))
+        opened, _ = pipe.execute()
+        return bool(opened)
+
+    def held(self, name: str) -> str | None:
+        """The reason of the hold ``name``, or None when it is not held."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._keys.circuit(name))
+        pipe.get(self._keys.circuit(name) + ":reason")
+        exists, reason = pipe.execute()
+        return str(reason or "held") if exists else None
+
+    def lift(self, name: str) -> bool:
+        """End the hold ``name``; True when there was one."""
+        return bool(self._redis.delete(self._keys.circuit(name),
+                                       self._keys.circuit(name) + ":reason"))  # fmt: skip
+
     def paused_for(self, name: str) -> float | None:
         """Seconds until the pause ``name`` ends, or None when it is not paused. The key
         expires when the pause ends, so its PTTL (the server's clock) is the answer: one

@@ -303,15 +303,33 @@ class JobStore:
         """The server time this Redis started to hold our data: written once by the first
         process that finds it missing. A value that changes under a running process means
         Redis lost everything in between (restarted empty, flushed, evicted)."""
+        return self.epoch_status()[0]
+
+    def epoch_status(self) -> tuple[float, bool]:
+        """``(epoch, lost)``: :meth:`epoch`, and whether it was missing while jobs were
+        still on the schedules — a Redis that evicted or lost part of our data (a whole
+        wipe shows as a changed epoch to a process that knew the old one)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.time()
         pipe.get(self.keys.epoch)
         (secs, micros), current = pipe.execute()
         if current is not None:
-            return float(current)
+            return float(current), False
+        pipe = self._redis.pipeline(transaction=False)
+        for name in ("inflight", "poll", "wakeup", "outbox"):
+            pipe.zcard(self.keys.schedule(name))
+        jobs_known = any(int(n) for n in pipe.execute())
         stamp = f"{secs + micros / 1_000_000:.3f}"
         self._redis.set(self.keys.epoch, stamp, nx=True)
-        return float(cast(str, self._redis.get(self.keys.epoch)) or stamp)
+        return float(cast(str, self._redis.get(self.keys.epoch)) or stamp), jobs_known
+
+    def evicted_keys(self) -> int | None:
+        """Keys Redis evicted since it started (INFO stats), None when INFO is refused."""
+        try:
+            stats = cast(dict[str, Any], self._redis.info("stats"))
+        except redis.ResponseError:
+            return None
+        return int(stats.get("evicted_keys") or 0)
 
     def server_risks(self) -> dict[str, str]:
         """What in the Redis server's configuration can lose jobs: ``eviction`` and
