@@ -174,6 +174,9 @@ BROKEN_ARGS = {
     "analysis_claim": lambda s: ([s.keys.analysis("u")], ["u", "ttl", 1]),
     "analysis_update": lambda s: ([s.keys.analysis("u")], ['{"fields":["a"],"ttl":1}']),
     "gcra": lambda s: ([s.keys.rate("create")], ["fast", 1]),
+    "dead_write": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages],
+                             ["d", "not_json", "q", "lots", "0", "raw", ""]),
+    "dead_requeue": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages], ["d"]),
 }
 
 

@@ -16,7 +16,7 @@ from redis.commands.core import Script
 
 NAMES = (
     "transition", "create", "update", "claim", "schedule", "release", "circuit",
-    "analysis_claim", "analysis_update", "gcra",
+    "analysis_claim", "analysis_update", "gcra", "dead_write", "dead_requeue",
 )  # fmt: skip
 
 
