@@ -47,6 +47,12 @@ WEBHOOK_DELIVERIES = Counter(
     "headswap_webhook_deliveries_total", "Webhook deliveries by outcome.", ["outcome"]
 )
 
+DEAD_MESSAGES = Counter(
+    "headswap_dead_messages_total",
+    "Queue entries this process quarantined in {prefix}:dead-messages, by reason and queue.",
+    ["reason", "queue"],
+)
+
 
 def observe_call(operation: str, result: str, seconds: float) -> None:
     AKOOL_CALLS.labels(operation, result).inc()

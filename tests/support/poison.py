@@ -48,6 +48,11 @@ def bad_entries(queue: str = SUBMIT, n: int = 0) -> list[tuple[str, bytes, str]]
     bad_b64 = envelope(queue=queue)
     bad_b64["body"] = f"@@not base64 {n}@@"
     compressed = envelope(queue=queue, headers={"compression": "application/x-gzip"})
+    no_id = envelope(queue=queue)
+    del no_id["headers"]["id"]
+    odd_name = envelope(queue=queue, headers={"task": ["headswap.submit"]})
+    no_type = envelope(queue=queue)
+    no_type.pop("content-type")
     return [
         ("garbage text", f"hello {n}, I am not JSON".encode(), "not_json"),
         ("json array", b"[1, 2]", "not_an_object"),
@@ -70,4 +75,9 @@ def bad_entries(queue: str = SUBMIT, n: int = 0) -> list[tuple[str, bytes, str]]
         ("yaml", raw(envelope(body=b"- []\n- {}\n- {}\n", queue=queue,
                               content_type="application/x-yaml")), "refused_content_type"),
         ("bad compression", raw(compressed), "undecodable_body"),
+        ("no id header", raw(no_id), "invalid_task"),
+        ("task name a list", raw(odd_name), "invalid_task"),
+        ("body not [args, kwargs, embed]", raw(envelope(body=b'["x", 3, 4]', queue=queue)),
+         "not_a_task_body"),
+        ("no content type", raw(no_type), "not_a_task_body"),
     ]

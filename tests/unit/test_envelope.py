@@ -73,3 +73,12 @@ def test_an_entry_id_is_the_plain_delivery_tag_or_a_digest_of_an_odd_one():
     odd = env.entry_id("{p}:job:x y")
     assert odd == env.entry_id("{p}:job:x y") and len(odd) == 32 and ":" not in odd
     assert env.entry_id() != env.entry_id()
+
+
+@pytest.mark.parametrize(("body", "ok"), [
+    ([[], {}, {}], True), ([["a"], {"k": 1}, {"callbacks": None}], True),
+    (["x", 3, 4], False), ({"args": []}, False), ([[], {}], False), ([[], [], {}], False),
+    ("[[], {}, {}]", False), ([[], {}, None], False),
+])
+def test_a_task_body_is_args_kwargs_embed(body, ok):
+    assert env.is_task_body(body) is ok

@@ -38,6 +38,7 @@ NOT_A_TASK: Final = "not_a_task"  #: an envelope naming no task at all
 REFUSED_CONTENT_TYPE: Final = "refused_content_type"  #: pickle, yaml: anything but JSON
 UNDECODABLE_BODY: Final = "undecodable_body"  #: a body its content type cannot decode
 INVALID_TASK: Final = "invalid_task"  #: a task message Celery cannot make a request of
+NOT_A_TASK_BODY: Final = "not_a_task_body"  #: a body that is not [args, kwargs, embed]
 
 #: The body codecs of kombu's virtual channel (``Channel.codecs``); no encoding, or
 #: ``utf-8``, means the body is the text itself.
@@ -91,6 +92,15 @@ def _check_body(body: Any, encoding: Any) -> str | None:
     except Exception:  # binascii.Error, TypeError: whatever the codec raises
         return BAD_BODY_ENCODING
     return None
+
+
+def is_task_body(payload: Any) -> bool:
+    """A Celery protocol-2 body: ``[args, kwargs, embed]`` (list, object, object). Celery
+    unpacks it only in the pool thread, where anything else once failed outside the task
+    and left the message unacked for good, holding one of the worker's slots."""
+    return (isinstance(payload, list | tuple) and len(payload) == 3
+            and isinstance(payload[0], list | tuple) and isinstance(payload[1], dict)
+            and isinstance(payload[2], dict))
 
 
 def entry_id(delivery_tag: Any = None) -> str:
