@@ -176,6 +176,46 @@ def cmd_fail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_messages(args: argparse.Namespace) -> int:
+    from config.settings import get_settings
+    from worker import ops
+    from worker.errors import HeadswapError
+    from worker.store import open_dead_messages
+
+    dead = open_dead_messages(get_settings())
+    if args.requeue:
+        try:
+            print(ops.requeue_dead_message(dead, args.requeue))
+        except HeadswapError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    entries = ops.dead_messages(dead, limit=args.limit)
+    if args.json:
+        print(json.dumps(entries, sort_keys=True))
+        return 0
+    from rich.console import Console
+
+    Console().print(_dead_table(entries))
+    return 0
+
+
+def _dead_table(entries: list[dict[str, Any]]) -> Any:
+    from datetime import UTC, datetime
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"headswap dead-messages ({len(entries)} shown, oldest first)")
+    for column in ("id", "time (UTC)", "queue", "reason", "size", "preview"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for e in entries:
+        at = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        size = f"{e['size']}" + (" (cut)" if e["truncated"] else "")
+        table.add_row(e["id"], at, e["queue"], e["reason"], size, escape(e["preview"]))
+    return table
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -241,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("job_id")
     fa.add_argument("--reason", required=True)
     fa.set_defaults(handler=cmd_fail)
+
+    dm = sub.add_parser("dead-messages",
+                        help="queue entries no worker could take; --requeue one after a fix")
+    dm.add_argument("--requeue", metavar="ID", help="push this entry's bytes back on its queue")
+    dm.add_argument("--limit", type=int, default=100, help="entries to list (oldest first)")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(handler=cmd_dead_messages)
 
     d = sub.add_parser("demo", help="start everything locally, run demo jobs, print a summary")
     d.add_argument("--jobs", type=int, default=12, help="number of valid demo jobs")

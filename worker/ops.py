@@ -1,4 +1,4 @@
-"""Operator actions and figures: what ``headswap stats|watch|requeue|fail`` do.
+"""Operator actions and figures: what ``headswap stats|watch|requeue|fail|dead-messages`` do.
 
 Plain functions over the store and the lifecycle, so they are tested without a terminal.
 """
@@ -11,10 +11,12 @@ from typing import Any
 
 from config.celery import QUEUES
 from worker import states
+from worker.broker.envelope import preview
 from worker.errors import TransitionRefused
 from worker.jobs import message_from_record
 from worker.notify import notify_now
 from worker.runtime import Runtime
+from worker.store import DeadMessages
 
 
 def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
@@ -56,3 +58,20 @@ def fail(rt: Runtime, job_id: str, reason: str) -> str:
         )
     notify_now(rt, job_id)
     return f"{job_id}: failed by operator ({reason})"
+
+
+def dead_messages(dead: DeadMessages, limit: int = 100) -> list[dict[str, Any]]:
+    """The oldest ``limit`` dead messages: id, time, queue, reason, size and a safe preview
+    (never the raw bytes: they may hold credentials)."""
+    return [
+        {"id": e.id, "at": e.at, "queue": e.queue, "reason": e.reason, "size": e.size,
+         "truncated": e.truncated, "detail": e.detail, "preview": preview(e.raw)}
+        for e in dead.list(limit)
+    ]  # fmt: skip
+
+
+def requeue_dead_message(dead: DeadMessages, entry_id: str) -> str:
+    """Put one dead message's bytes back on its queue (at the back: LPUSH) and drop it from
+    the list, in one step. A message still bad is simply kept again."""
+    entry = dead.requeue(entry_id)
+    return f"{entry_id}: {entry.size} bytes back on {entry.queue} (was {entry.reason})"

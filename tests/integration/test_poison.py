@@ -8,6 +8,7 @@ unknown task names and pickle bodies vanished with one log line.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -17,6 +18,7 @@ from config.settings import load_settings
 from tests.integration.test_commands import (
     HEADSWAP,
     cli_env,
+    headswap_output,
     json_lines,
     started_worker,
 )
@@ -112,3 +114,47 @@ def test_bad_entries_ahead_of_real_jobs_are_quarantined_and_the_jobs_still_succe
     assert "I am not JSON" not in log and "xxxxxxxxxx" not in log  # never the bytes
     client.close()
 
+
+def test_dead_messages_lists_entries_and_requeue_hands_a_fixed_one_to_a_worker(
+        redis_server, sandbox, tmp_path):
+    # Given a task a producer sends before any worker knows it: it is quarantined
+    env = cli_env(fresh_db_url(redis_server.url), sandbox)
+    settings = load_settings(env)
+    text_client = redis_client(settings)
+    bytes_client = redis_client(settings, decode=False)
+    bytes_client.lpush("headswap.submit", b"not json, https://u:pw@cdn.example.com/x?sig=S3CRET")
+    late = envelope("tests.late_task", json.dumps([["marker-1"], {}, {}]).encode())
+    bytes_client.lpush("headswap.submit", raw(late))
+    worker = started_worker("old", env, tmp_path / "old.log", text_client, "-c", "1")
+    try:
+        wait_until(lambda: open_dead_messages(settings).count() == 2, 30, what="both kept")
+    finally:
+        stop(worker)
+
+    # When an operator lists them
+    listed = json.loads(headswap_output(env, "dead-messages", "--json"))
+    table = headswap_output(env, "dead-messages")
+    # Then each shows its id, queue, reason, size and a preview without secrets
+    assert {(e["reason"], e["queue"]) for e in listed} == {
+        ("not_json", "headswap.submit"), ("unknown_task", "headswap.submit")}
+    assert all(e["id"] and e["at"] > 0 and e["size"] > 0 for e in listed)
+    assert "S3CRET" not in json.dumps(listed) and "pw@" not in json.dumps(listed)
+    assert "S3CRET" not in table and "unknown_task" in table
+    [entry] = [e for e in listed if e["reason"] == "unknown_task"]
+    assert "tests.late_task" in entry["preview"]
+
+    # When the fix ships (a worker that knows the task) and the operator requeues it
+    worker = started_worker("new", env, tmp_path / "new.log", text_client, "-c", "1",
+                            "--include", "tests.support.late_task")
+    try:
+        said = headswap_output(env, "dead-messages", "--requeue", entry["id"])
+        assert entry["id"] in said
+        # Then the worker runs it, and the list no longer holds it
+        wait_until(lambda: text_client.lrange("test:late", 0, -1) == ["marker-1"], 30,
+                   what="the requeued task to run")
+        assert [e["reason"] for e in json.loads(
+            headswap_output(env, "dead-messages", "--json"))] == ["not_json"]
+    finally:
+        stop(worker)
+        text_client.close()
+        bytes_client.close()
