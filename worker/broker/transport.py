@@ -61,7 +61,17 @@ class Channel(RedisChannel):  # type: ignore[misc]
             if reason is None:
                 return reply
             queue = (dest.decode() if isinstance(dest, bytes) else str(dest))
-            self.quarantine(raw, reason, queue.rsplit(_PRIORITY_SEP, 1)[0])
+            queue = queue.rsplit(_PRIORITY_SEP, 1)[0]
+            try:
+                self.quarantine(raw, reason, queue)
+            except Exception:
+                # Popped and not kept: Redis failed in the instant after answering the pop
+                # (kombu loses a good message in that same instant). Say so, never quietly;
+                # a connection error goes on up and kombu reconnects.
+                log.error("a bad queue entry could not be kept in dead-messages; it is lost",
+                          extra={"reason": reason, "queue": queue, "size": len(raw)},
+                          exc_info=True)
+                raise
             return None  # "nothing popped": kombu's loop goes on to the next entry
 
         return screen
