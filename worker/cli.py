@@ -124,7 +124,8 @@ def _stats_table(figures: dict[str, Any]) -> Any:
     for queue, depth in figures["queues"].items():
         table.add_row(f"queue {queue}", str(depth))
     for key in ("queued", "submitting", "in_flight", "pending_polls", "ambiguous",
-                "notify_pending", "oldest_in_flight_s", "credits_paused_until"):  # fmt: skip
+                "notify_pending", "oldest_in_flight_s", "credits_paused_until",
+                "dead_messages"):  # fmt: skip
         table.add_row(key.replace("_", " "), str(figures[key]))
     for state, rate in figures["per_minute"].items():
         table.add_row(f"{state} per minute", str(rate))

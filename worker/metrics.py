@@ -94,6 +94,11 @@ class StoreCollector(Collector):
             "1 while submissions pause for credits.",
             value=1.0 if snap.credits_paused_until else 0.0,
         )
+        yield GaugeMetricFamily(
+            "headswap_dead_messages_kept",
+            "Entries in {prefix}:dead-messages: queue entries no worker could take.",
+            value=snap.dead_messages,
+        )
         depth = GaugeMetricFamily(
             "headswap_queue_length", "Celery queue lengths.", labels=["queue"]
         )

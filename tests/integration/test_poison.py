@@ -87,7 +87,9 @@ def test_bad_entries_ahead_of_real_jobs_are_quarantined_and_the_jobs_still_succe
         wait_until(lambda: not any(client.exists(k) for k in (*QUEUES, *UNACKED)), 30,
                    what="queues and kombu's unacked hash empty")
         assert worker.poll() is None
-        metrics = dead_total(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+        scraped = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        metrics = dead_total(scraped)
+        assert f"headswap_dead_messages_kept {float(len(pushed))}" in scraped  # the global gauge
     finally:
         producer.close()
         if worker is not None:
@@ -132,6 +134,7 @@ def test_dead_messages_lists_entries_and_requeue_hands_a_fixed_one_to_a_worker(
         stop(worker)
 
     # When an operator lists them
+    assert json.loads(headswap_output(env, "stats", "--json"))["dead_messages"] == 2
     listed = json.loads(headswap_output(env, "dead-messages", "--json"))
     table = headswap_output(env, "dead-messages")
     # Then each shows its id, queue, reason, size and a preview without secrets
