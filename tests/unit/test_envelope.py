@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kombu import Connection
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 
 from tests.support.poison import bad_entries, envelope, raw
 from worker.broker import envelope as env
@@ -82,3 +87,50 @@ def test_an_entry_id_is_the_plain_delivery_tag_or_a_digest_of_an_odd_one():
 ])
 def test_a_task_body_is_args_kwargs_embed(body, ok):
     assert env.is_task_body(body) is ok
+
+
+# --- whatever the bytes: check() never raises, and what it passes kombu can read ----------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                               max_size=3),
+    max_leaves=8,
+)
+ENVELOPE_PARTS = ("body", "content-type", "content-encoding", "headers", "properties")
+PROPERTY_PARTS = ("delivery_tag", "delivery_info", "body_encoding")
+
+
+@st.composite
+def mangled_envelopes(draw) -> bytes:
+    """A real envelope with some of its parts (and its properties' parts) replaced by any
+    JSON value or removed."""
+    e = envelope()
+    for part in draw(st.lists(st.sampled_from(ENVELOPE_PARTS), max_size=3)):
+        e[part] = draw(json_values)
+    if isinstance(e.get("properties"), dict):
+        for part in draw(st.lists(st.sampled_from(PROPERTY_PARTS), max_size=2)):
+            e["properties"][part] = draw(json_values)
+    for part in draw(st.lists(st.sampled_from(ENVELOPE_PARTS), max_size=1)):
+        e.pop(part, None)
+    return json.dumps(e).encode()
+
+
+def kombu_reads(entry: bytes) -> None:
+    """What kombu's Redis channel does with a popped entry before any consumer callback:
+    read it, build its virtual Message, and index it as unacked (QoS.append's reads)."""
+    with Connection("memory://") as conn:
+        channel = conn.default_channel
+        message = channel.Message(loads(bytes_to_str(entry)), channel=channel)
+        assert message.errors == [] or message.headers.get("compression")
+        info = message.delivery_info
+        hash(message.delivery_tag), info["exchange"], info["routing_key"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64) | mangled_envelopes())
+def test_whatever_the_bytes_check_names_a_reason_or_kombu_can_read_them(entry):
+    reason = env.check(entry)
+    assert reason is None or reason in TRANSPORT_REASONS
+    if reason is None:
+        kombu_reads(entry)  # raises if the classifier let through what kombu cannot read

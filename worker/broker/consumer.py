@@ -63,7 +63,8 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         The decoded body is kombu's cached ``message.payload``, which Celery's strategy
         reads next anyway."""
         headers = message.headers
-        if not isinstance(headers, dict) or headers.get("task") not in self.strategies:
+        task = headers.get("task") if isinstance(headers, dict) else None
+        if not isinstance(task, str) or task not in self.strategies:
             return True  # not ours to judge here: Celery's own hooks name it
         try:
             payload = message.payload
