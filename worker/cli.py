@@ -184,9 +184,10 @@ def cmd_dead_messages(args: argparse.Namespace) -> int:
     from worker.store import open_dead_messages
 
     dead = open_dead_messages(get_settings())
-    if args.requeue:
+    if args.requeue or args.delete:
         try:
-            print(ops.requeue_dead_message(dead, args.requeue))
+            print(ops.requeue_dead_message(dead, args.requeue) if args.requeue
+                  else ops.delete_dead_message(dead, args.delete))
         except HeadswapError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 1
@@ -285,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("dead-messages",
                         help="queue entries no worker could take; --requeue one after a fix")
-    dm.add_argument("--requeue", metavar="ID", help="push this entry's bytes back on its queue")
+    once = dm.add_mutually_exclusive_group()
+    once.add_argument("--requeue", metavar="ID", help="push this entry's bytes back on its queue")
+    once.add_argument("--delete", metavar="ID", help="forget this entry")
     dm.add_argument("--limit", type=int, default=100, help="entries to list (oldest first)")
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(handler=cmd_dead_messages)

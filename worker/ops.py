@@ -12,7 +12,7 @@ from typing import Any
 from config.celery import QUEUES
 from worker import states
 from worker.broker.envelope import preview
-from worker.errors import TransitionRefused
+from worker.errors import DeadMessageRefused, TransitionRefused
 from worker.jobs import message_from_record
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -75,3 +75,10 @@ def requeue_dead_message(dead: DeadMessages, entry_id: str) -> str:
     the list, in one step. A message still bad is simply kept again."""
     entry = dead.requeue(entry_id)
     return f"{entry_id}: {entry.size} bytes back on {entry.queue} (was {entry.reason})"
+
+
+def delete_dead_message(dead: DeadMessages, entry_id: str) -> str:
+    """Forget one dead message (dealt with, or not worth keeping)."""
+    if not dead.delete(entry_id):
+        raise DeadMessageRefused(f"no dead message {entry_id}")
+    return f"{entry_id}: deleted"

@@ -55,3 +55,10 @@ def test_requeue_pushes_the_bytes_at_the_back_of_the_queue_and_forgets_the_entry
     assert dead.count() == 0 and dead.get("a") is None
     with pytest.raises(DeadMessageRefused, match="no dead message"):
         dead.requeue("a")
+
+
+def test_delete_forgets_one_entry(dead):
+    dead.keep("a", "not_json", "q", b"1")
+    dead.keep("b", "not_json", "q", b"2")
+    assert dead.delete("a") and not dead.delete("a")
+    assert [e.id for e in dead.list()] == ["b"]

@@ -101,3 +101,11 @@ class DeadMessages:
         if not done:
             raise DeadMessageRefused(f"dead message {entry_id}: {_text(why)}")
         return entry
+
+    def delete(self, entry_id: str) -> bool:
+        """Forget one entry (hash and index, one transaction); False when there was none."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(self._keys.dead_message(entry_id))
+        pipe.zrem(self._keys.dead_messages, entry_id)
+        deleted, _ = pipe.execute()
+        return bool(deleted)
