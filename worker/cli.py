@@ -134,7 +134,8 @@ def _stats_table(figures: dict[str, Any]) -> Any:
     for queue, depth in figures["queues"].items():
         table.add_row(f"queue {queue}", str(depth))
     for key in ("queued", "submitting", "in_flight", "pending_polls", "ambiguous",
-                "notify_pending", "oldest_in_flight_s", "credits_paused_until"):  # fmt: skip
+                "notify_pending", "oldest_in_flight_s", "credits_paused_until",
+                "dead_messages"):  # fmt: skip
         table.add_row(key.replace("_", " "), str(figures[key]))
     for state, rate in figures["per_minute"].items():
         table.add_row(f"{state} per minute", str(rate))
@@ -196,6 +197,47 @@ def cmd_store_lost(args: argparse.Namespace) -> int:
     reason = ops.store_lost(rt)
     print(f"creates held: {reason}" if reason else "creates are not held")
     return 1 if reason else 0
+
+
+def cmd_dead_messages(args: argparse.Namespace) -> int:
+    from config.settings import get_settings
+    from worker import ops
+    from worker.errors import HeadswapError
+    from worker.store import open_dead_messages
+
+    dead = open_dead_messages(get_settings())
+    if args.requeue or args.delete:
+        try:
+            print(ops.requeue_dead_message(dead, args.requeue) if args.requeue
+                  else ops.delete_dead_message(dead, args.delete))
+        except HeadswapError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    entries = ops.dead_messages(dead, limit=args.limit)
+    if args.json:
+        print(json.dumps(entries, sort_keys=True))
+        return 0
+    from rich.console import Console
+
+    Console().print(_dead_table(entries))
+    return 0
+
+
+def _dead_table(entries: list[dict[str, Any]]) -> Any:
+    from datetime import UTC, datetime
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"headswap dead-messages ({len(entries)} shown, oldest first)")
+    for column in ("id", "time (UTC)", "queue", "reason", "size", "preview"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for e in entries:
+        at = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        size = f"{e['size']}" + (" (cut)" if e["truncated"] else "")
+        table.add_row(e["id"], at, e["queue"], e["reason"], size, escape(e["preview"]))
+    return table
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -270,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "our data; --ack resumes them (reconcile against Akool first)")
     sl.add_argument("--ack", action="store_true")
     sl.set_defaults(handler=cmd_store_lost)
+
+    dm = sub.add_parser("dead-messages",
+                        help="queue entries no worker could take; --requeue one after a fix")
+    once = dm.add_mutually_exclusive_group()
+    once.add_argument("--requeue", metavar="ID", help="push this entry's bytes back on its queue")
+    once.add_argument("--delete", metavar="ID", help="forget this entry")
+    dm.add_argument("--limit", type=int, default=100, help="entries to list (oldest first)")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(handler=cmd_dead_messages)
 
     d = sub.add_parser("demo", help="start everything locally, run demo jobs, print a summary")
     d.add_argument("--jobs", type=int, default=12, help="number of valid demo jobs")

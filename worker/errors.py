@@ -9,6 +9,7 @@
     ├── TransitionRefused           a state move not allowed from the current state
     ├── InFlightCapReached          HEADSWAP_MAX_IN_FLIGHT tasks are at Akool; wait, no retry spent
     ├── NonceReplayed               a webhook delivery that was already stored
+    ├── DeadMessageRefused          a dead message that cannot be requeued (gone, truncated)
     └── AkoolError                  anything the Akool API did (code, msg, http_status)
         ├── AkoolRetryable          not executed: retry with backoff (honour retry_after)
         ├── AkoolAmbiguous          may have executed: never resubmit blindly
@@ -29,6 +30,10 @@ from typing import Any
 
 class HeadswapError(Exception):
     """Base of every error this package raises on purpose."""
+
+
+class DeadMessageRefused(HeadswapError):
+    """A dead message that cannot be requeued: no such entry, or only its head was kept."""
 
 
 class ConfigError(HeadswapError):

@@ -67,6 +67,12 @@ WEBHOOK_DELIVERIES = Counter(
     "headswap_webhook_deliveries_total", "Webhook deliveries by outcome.", ["outcome"]
 )
 
+DEAD_MESSAGES = Counter(
+    "headswap_dead_messages_total",
+    "Queue entries this process quarantined in {prefix}:dead-messages, by reason and queue.",
+    ["reason", "queue"],
+)
+
 
 def observe_call(operation: str, result: str, seconds: float) -> None:
     AKOOL_CALLS.labels(operation, result).inc()
@@ -108,6 +114,11 @@ class StoreCollector(Collector):
             "headswap_credits_circuit_open",
             "1 while submissions pause for credits.",
             value=1.0 if snap.credits_paused_until else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "headswap_dead_messages_kept",
+            "Entries in {prefix}:dead-messages: queue entries no worker could take.",
+            value=snap.dead_messages,
         )
         depth = GaugeMetricFamily(
             "headswap_queue_length", "Celery queue lengths.", labels=["queue"]

@@ -1,4 +1,4 @@
-"""Operator actions and figures: what ``headswap stats|watch|requeue|fail`` do.
+"""Operator actions and figures: what ``headswap stats|watch|requeue|fail|dead-messages`` do.
 
 Plain functions over the store and the lifecycle, so they are tested without a terminal.
 """
@@ -12,11 +12,12 @@ from typing import Any
 from config.celery import QUEUES
 from config.settings import Settings
 from worker import breaker, states
-from worker.errors import TransitionRefused
+from worker.broker.envelope import preview
+from worker.errors import DeadMessageRefused, TransitionRefused
 from worker.jobs import message_from_record
 from worker.notify import notify_now
 from worker.runtime import Runtime
-from worker.store import StoreError, open_store
+from worker.store import DeadMessages, StoreError, open_store
 
 
 def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
@@ -94,3 +95,27 @@ def eviction_refusal(settings: Settings) -> str | None:
     if risk is None:
         return None
     return f"{risk} (or set HEADSWAP_ALLOW_EVICTION=true to run anyway, at that risk)"
+
+
+def dead_messages(dead: DeadMessages, limit: int = 100) -> list[dict[str, Any]]:
+    """The oldest ``limit`` dead messages: id, time, queue, reason, size and a safe preview
+    (never the raw bytes: they may hold credentials)."""
+    return [
+        {"id": e.id, "at": e.at, "queue": e.queue, "reason": e.reason, "size": e.size,
+         "truncated": e.truncated, "detail": e.detail, "preview": preview(e.raw)}
+        for e in dead.list(limit)
+    ]  # fmt: skip
+
+
+def requeue_dead_message(dead: DeadMessages, entry_id: str) -> str:
+    """Put one dead message's bytes back on its queue (at the back: LPUSH) and drop it from
+    the list, in one step. A message still bad is simply kept again."""
+    entry = dead.requeue(entry_id)
+    return f"{entry_id}: {entry.size} bytes back on {entry.queue} (was {entry.reason})"
+
+
+def delete_dead_message(dead: DeadMessages, entry_id: str) -> str:
+    """Forget one dead message (dealt with, or not worth keeping)."""
+    if not dead.delete(entry_id):
+        raise DeadMessageRefused(f"no dead message {entry_id}")
+    return f"{entry_id}: deleted"

@@ -176,6 +176,9 @@ BROKEN_ARGS = {
     "gcra": lambda s: ([s.keys.rate("create")], ["fast", 1]),
     "breaker": lambda s: ([s.keys.failures("akool"), s.keys.circuit("akool")],
                           [3, "5", "60", "-1"]),
+    "dead_write": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages],
+                             ["d", "not_json", "q", "lots", "0", "raw", ""]),
+    "dead_requeue": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages], ["d"]),
 }
 
 

@@ -57,6 +57,8 @@ class Snapshot:
     notify_pending: int
     oldest_in_flight_s: float
     credits_paused_until: float | None
+    #: entries in ``{p}:dead-messages`` (queue entries no worker could take)
+    dead_messages: int = 0
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,7 @@ class JobStore:
         pipe.zrange(self.keys.schedule("inflight"), 0, 0, withscores=True)
         pipe.get(self.keys.circuit("credits"))
         pipe.time()
+        pipe.zcard(self.keys.dead_messages)
         values = pipe.execute()
         n = len(queues)
         queued, submitting, inflight, pending, ambiguous, outbox = values[n : n + 6]
@@ -382,4 +385,5 @@ class JobStore:
             notify_pending=outbox,
             oldest_in_flight_s=round(now - oldest[0][1], 1) if oldest else 0.0,
             credits_paused_until=paused,
+            dead_messages=values[n + 9],
         )

@@ -23,6 +23,8 @@ slot and the Lua scripts stay legal there.
 ``{p}:lock:<name>:<id>``        string: a short lock (notify, callback delivery)
 ``{p}:callback-dead:<job_id>``  hash: a dead-lettered HTTP callback
 ``{p}:callback-dead``           zset: dead-lettered job ids by time
+``{p}:dead-message:<id>``       hash: a queue entry no worker could take (bytes, reason)
+``{p}:dead-messages``           zset: dead message ids by time
 ``{p}:beat:<task>``             string: when a beat task last ran (server clock)
 ``{p}:worker:<hostname>``       string: a consuming worker's presence record (TTL)
 ==============================  =====================================================
@@ -115,6 +117,13 @@ class Keys:
     @property
     def dead_letters(self) -> str:
         return f"{self.tag}:callback-dead"
+
+    def dead_message(self, entry_id: str) -> str:
+        return f"{self.tag}:dead-message:{entry_id}"
+
+    @property
+    def dead_messages(self) -> str:
+        return f"{self.tag}:dead-messages"
 
     def beat(self, task: str) -> str:
         return f"{self.tag}:beat:{task}"
