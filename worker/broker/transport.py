@@ -21,6 +21,7 @@ from typing import Any
 
 from kombu.transport.redis import Channel as RedisChannel
 from kombu.transport.redis import Transport as RedisTransport
+from kombu.transport.redis import get_redis_ConnectionError
 from kombu.utils.json import dumps
 
 from worker.broker import envelope
@@ -42,6 +43,19 @@ class Channel(RedisChannel):  # type: ignore[misc]
         *RedisChannel.from_transport_options, "dead_messages_prefix")
 
     _dead: DeadMessages | None = None
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        """kombu's, except when the connection is already closed. kombu 5.7 closes a
+        channel after losing Redis and, restoring unacked messages on the way, asks for a
+        new pool on a connection whose ``client`` is gone: ``AttributeError: 'NoneType'
+        object has no attribute 'hostname'`` escaped ``ignore_errors`` and the worker
+        exited ("Unrecoverable error", issue 12). Said as what it is — no connection —
+        it is ignored like every other connection error, the consumer reconnects, and the
+        unacked messages stay in Redis's unacked hash, restored after the visibility
+        timeout as they would be after kill -9."""
+        if self.connection is None or self.connection.client is None:
+            raise get_redis_ConnectionError()("the connection to Redis is already closed")
+        return super()._connparams(asynchronous=asynchronous)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         client = super()._create_client(asynchronous=asynchronous)
