@@ -296,10 +296,18 @@ class Jobs:
         job_id: str,
         reason: str,
         error: Mapping[str, Any] | None = None,
+        *,
+        maybe_charged: bool = False,
     ) -> bool:
-        """``-> failed`` from any non-terminal state. True when this call ended the job."""
-        fields = {"reason": reason, "error": dict(error) if error else None}
-        ended = _try(self.store, job_id, states.FAILED, fields=fields, event={"reason": reason})
+        """``-> failed`` from any non-terminal state. True when this call ended the job.
+        ``maybe_charged``: Akool may have created (and charged) the task all the same —
+        said on the record, its event and so its callback and signal."""
+        fields: dict[str, Any] = {"reason": reason, "error": dict(error) if error else None}
+        event: dict[str, Any] = {"reason": reason}
+        if maybe_charged:
+            fields["maybe_charged"] = True
+            event["maybe_charged"] = "true"
+        ended = _try(self.store, job_id, states.FAILED, fields=fields, event=event)
         if ended:
             log.warning("job failed", extra={"job_id": job_id, "reason": reason})
         return ended

@@ -114,6 +114,7 @@ def resolve_ambiguous(rt: Runtime) -> int:
                 log.warning("resubmitting an ambiguous job by policy", extra={"job_id": job_id})
                 rt.send("headswap.submit", message_from_record(rt.store.require(job_id)),
                         queue="headswap.submit")  # fmt: skip
-        elif rt.jobs.fail(job_id, "ambiguous_submission", record.get("error")):
+        elif rt.jobs.fail(job_id, "ambiguous_submission", record.get("error"),
+                          maybe_charged=True):
             notify_now(rt, job_id)
     return resolved
