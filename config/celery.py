@@ -20,7 +20,7 @@ from typing import Any
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from config.beat import beat_schedule
-from config.settings import Settings
+from config.settings import Settings, sentinel_of
 
 SUBMIT_QUEUE = "headswap.submit"
 POLL_QUEUE = "headswap.poll"
@@ -80,6 +80,8 @@ OBSOLETE_BINDINGS = tuple(
 
 #: kombu's Redis transport with a channel that quarantines entries it cannot read.
 BROKER_TRANSPORT = "worker.broker.transport:Transport"
+#: The same behind Sentinel (``sentinel://`` URLs).
+BROKER_TRANSPORT_SENTINEL = "worker.broker.transport:SentinelTransport"
 #: Celery's consumer with its unknown/invalid/undecodable hooks quarantining.
 WORKER_CONSUMER = "worker.broker.consumer:Consumer"
 
@@ -94,10 +96,16 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "retry_on_timeout": True,
         "dead_messages_prefix": s.key_prefix,
     }
+    broker_url, broker_transport = s.redis_url, BROKER_TRANSPORT
+    if s.redis_url.startswith("sentinel://"):
+        where = sentinel_of(s.redis_url)
+        broker_url, broker_transport = where.kombu_url(), BROKER_TRANSPORT_SENTINEL
+        transport["master_name"] = where.master
+        transport["sentinel_kwargs"] = {"socket_timeout": 5, "socket_connect_timeout": 5}
     config: dict[str, Any] = {
-        "broker_url": s.redis_url,
-        # The URL names the server (redis:// or rediss://); this names the class.
-        "broker_transport": BROKER_TRANSPORT,
+        "broker_url": broker_url,
+        # The URL names the server (redis://, rediss:// or sentinel://); this the class.
+        "broker_transport": broker_transport,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

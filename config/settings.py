@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from environs import EnvError, FileAwareEnv
 from marshmallow import ValidationError
@@ -86,6 +86,13 @@ class Settings:
     redis_ca_file: str = ""
     #: HEADSWAP_KEY_PREFIX: every store key starts with ``{prefix}:`` (a Redis Cluster hash tag).
     key_prefix: str = "headswap"
+    #: HEADSWAP_REDIS_MIN_REPLICAS: the lock taken before a create waits for this many
+    #: replicas to acknowledge it (``WAIT``), so a failover cannot forget it and hand the
+    #: job to a second create; 0 = do not wait (a single Redis). 1 with Sentinel.
+    redis_min_replicas: int = 0
+    #: HEADSWAP_REDIS_REPLICA_WAIT_MS: how long that wait may take; on timeout no create
+    #: is sent and the job retries.
+    redis_replica_wait_ms: int = 1000
 
     # --- Akool API --------------------------------------------------------------------
     #: HEADSWAP_AKOOL_BASE_URL: the Open API root (the sandbox in tests and ``make run``).
@@ -249,15 +256,11 @@ def redact_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
     except ValueError:
         return "<unparseable url>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    if "@" in parts.netloc:
-        netloc = f"***@{netloc}"
+    # Everything after the last "@" is where it points (several hosts for Sentinel).
+    hosts = parts.netloc.rpartition("@")[2]
+    netloc = f"***@{hosts}" if "@" in parts.netloc else hosts
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
@@ -265,6 +268,53 @@ def redact_url(url: str) -> str:
 #: ``<>`` or a backslash (what ends it in a repr, a JSON string or a sentence; commas,
 #: brackets and parentheses are legal inside a URL, so they are taken along).
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>\\]+")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """``sentinel://[[user]:password@]host:port[,host:port...][/db]?master=<name>``: the
+    one URL form for Redis behind Sentinel, broker and store alike. The password is the
+    Redis master's (the sentinels are asked without one)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    def kombu_url(self) -> str:
+        """kombu's form: one ``sentinel://`` URL per sentinel, ``;``-separated (the
+        master's name goes in the transport options)."""
+        auth = ""
+        if self.password is not None:
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
+        return ";".join(f"sentinel://{auth}{h}:{p}/{self.db}" for h, p in self.sentinels)
+
+
+def sentinel_of(url: str) -> SentinelURL:
+    """Parse a ``sentinel://`` URL; ValueError names what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != "sentinel":
+        raise ValueError("not a sentinel:// URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel address {item!r} must be host:port")
+        sentinels.append((host.strip("[]"), int(port)))
+    master = parse_qs(parts.query).get("master", [""])[0]
+    if not master:
+        raise ValueError("a sentinel:// URL needs ?master=<name of the monitored master>")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(f"database {path!r} must be a number")
+    username = password = None
+    if userinfo:
+        user, sep, secret = userinfo.partition(":")
+        username, password = (unquote(user) or None, unquote(secret)) if sep else (
+            None, unquote(user))  # fmt: skip
+    return SentinelURL(tuple(sentinels), master, int(path or 0), username, password)
 
 
 def redact_text(text: str) -> str:
@@ -316,6 +366,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     d = Settings()
     values: dict[str, Any] = {
         "redis_url": env.str("REDIS_URL", d.redis_url),
+        "redis_min_replicas": env.int(
+            "REDIS_MIN_REPLICAS", d.redis_min_replicas, validate=Range(0, 16)
+        ),
+        "redis_replica_wait_ms": env.int(
+            "REDIS_REPLICA_WAIT_MS", d.redis_replica_wait_ms, validate=Range(1, 60_000)
+        ),
         "redis_ca_file": env.str("REDIS_CA_FILE", ""),
         "key_prefix": env.str("KEY_PREFIX", d.key_prefix),
         "akool_base_url": env.str("AKOOL_BASE_URL", d.akool_base_url),
@@ -459,8 +515,15 @@ def _check_consistency(s: Settings) -> None:
         problems.append(
             f"{PREFIX}POLL_MIN_INTERVAL_SECONDS must not exceed {PREFIX}POLL_MAX_INTERVAL_SECONDS"
         )
-    if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        problems.append(f"{PREFIX}REDIS_URL must start with redis://, rediss:// or unix://")
+    if not s.redis_url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+        problems.append(
+            f"{PREFIX}REDIS_URL must start with redis://, rediss://, unix:// or sentinel://"
+        )
+    elif s.redis_url.startswith("sentinel://"):
+        try:
+            sentinel_of(s.redis_url)
+        except ValueError as exc:
+            problems.append(f"{PREFIX}REDIS_URL: {exc}")
     if not s.akool_base_url.startswith(("http://", "https://")):
         problems.append(f"{PREFIX}AKOOL_BASE_URL must be an http(s) URL")
     if bool(s.akool_client_id) != bool(s.akool_client_secret):

@@ -87,6 +87,17 @@ class CreateUnrecorded(HeadswapError):
         self.remote_id = remote_id
 
 
+class ReplicationLag(HeadswapError):
+    """A write the master took but fewer replicas than required acknowledged in time: a
+    failover now could forget it. For the lock before a create, no create is sent."""
+
+    def __init__(self, job_id: str, acked: int, wanted: int) -> None:
+        super().__init__(f"job {job_id}: {acked} of {wanted} replicas acknowledged the write")
+        self.job_id = job_id
+        self.acked = acked
+        self.wanted = wanted
+
+
 class NonceReplayed(HeadswapError):
     """A webhook delivery (its nonce) was stored before: nothing changes."""
 

@@ -182,9 +182,11 @@ class Jobs:
     # --- submission ---------------------------------------------------------------------
     def claim_for_submit(self, job_id: str, attempts: int, cap: int) -> Moved:
         """``queued -> submitting``: the lock; only its winner calls create. Raises
-        TransitionRefused (another worker has it) or InFlightCapReached."""
+        TransitionRefused (another worker has it) or InFlightCapReached, and
+        ReplicationLag when replicas are required and too few acknowledged the lock in
+        time (a failover could forget it and hand the job to a second create)."""
         return _move(self.store, job_id, states.SUBMITTING, fields={"attempts": attempts},
-                     cap=cap)  # fmt: skip
+                     cap=cap, replicated=True)  # fmt: skip
 
     def record_created(self, job_id: str, task: Task, first_poll_in: float) -> bool:
         """``submitting -> submitted``: Akool created the task. False when a webhook bound

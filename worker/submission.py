@@ -35,6 +35,7 @@ from worker.errors import (
     CreateUnrecorded,
     InFlightCapReached,
     JobValidationError,
+    ReplicationLag,
     TransitionRefused,
 )
 from worker.jobs import new_job_id
@@ -177,6 +178,14 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         )
     except TransitionRefused:
         return Outcome("skipped", job_id)  # another worker holds the lock
+    except ReplicationLag as exc:  # the lock may not survive a failover: no create now
+        delay = retry_delay(int(record.get("attempts", 0)) + 1,
+                            cap=rt.settings.retry_backoff_max_seconds)  # fmt: skip
+        rt.jobs.back_to_queue(job_id, {"error": "ReplicationLag", "message": str(exc)}, delay,
+                              reason="replication_lag")  # fmt: skip
+        log.warning("lock not acknowledged by enough replicas; no create, will retry",
+                    extra={"job_id": job_id, "acked": exc.acked, "wanted": exc.wanted})
+        return Outcome("retry", job_id, retry_in=delay)
     except InFlightCapReached:
         metrics.RATE_LIMIT_WAITS.labels("in_flight").inc()
         # Wait in queued without spending a retry; the sweeper re-sends it.

@@ -161,7 +161,8 @@ BROKEN_ARGS = {
                               '"delete":[],"stamp_once":[],"leave":[5],"join":[[10,"x",true]],'
                               '"cap":0,"inflight":8,"index_remote":false,"ttl":5,"event":[],'
                               '"maxlen":10,"nonce_ttl":0}']),
-    "create": lambda s: ([s.keys.job("j9"), s.keys.events, s.keys.job("j9"), *s.keys.schedules],
+    "create": lambda s: ([s.keys.job("j9"), s.keys.events, s.keys.job("j9"), *s.keys.schedules,
+                          s.keys.epoch],
                          ['{"job_id":"j9","state":"queued","fields":["odd"],"fingerprint":"f",'
                           '"idempotency":false,"idem_ttl":1,"join":[],"ttl":0,"maxlen":10}']),
     "update": lambda s: ([s.keys.job("j1"), *s.keys.schedules],

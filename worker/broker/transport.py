@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kombu.transport.redis import Channel as RedisChannel
+from kombu.transport.redis import SentinelChannel as RedisSentinelChannel
+from kombu.transport.redis import SentinelTransport as RedisSentinelTransport
 from kombu.transport.redis import Transport as RedisTransport
 from kombu.transport.redis import get_redis_ConnectionError
 from kombu.utils.json import dumps
@@ -137,3 +139,17 @@ class Transport(RedisTransport):  # type: ignore[misc]
     """kombu's Redis transport with the screening :class:`Channel`."""
 
     Channel = Channel
+
+
+class SentinelChannel(Channel, RedisSentinelChannel):  # type: ignore[misc]
+    """The screening channel on kombu's Sentinel channel (the master found by asking the
+    sentinels, and asked again after a failover)."""
+
+    from_transport_options = (  # type: ignore[assignment]
+        *RedisSentinelChannel.from_transport_options, "dead_messages_prefix")
+
+
+class SentinelTransport(RedisSentinelTransport):  # type: ignore[misc]
+    """kombu's Sentinel transport with the screening :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel

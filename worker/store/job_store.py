@@ -23,7 +23,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from worker import states
-from worker.errors import InFlightCapReached, JobNotFound, NonceReplayed, TransitionRefused
+from worker.errors import (
+    InFlightCapReached,
+    JobNotFound,
+    NonceReplayed,
+    ReplicationLag,
+    TransitionRefused,
+)
 from worker.store.analyses import AnalysisStore
 from worker.store.callbacks import CallbackStore
 from worker.store.codec import decode_record, split_fields
@@ -92,9 +98,14 @@ class JobStore:
         *,
         retention_seconds: int = 7 * 24 * 3600,
         idempotency_ttl: int = 24 * 3600,
+        min_replicas: int = 0,
+        replica_wait_ms: int = 1000,
     ) -> None:
         self._redis = client
         self.keys = Keys(prefix)
+        #: Writes that must survive a failover wait for this many replicas (``WAIT``).
+        self.min_replicas = min_replicas
+        self.replica_wait_ms = replica_wait_ms
         self.retention_seconds = retention_seconds
         self.idempotency_ttl = idempotency_ttl
         self._scripts = Scripts(client)
@@ -159,6 +170,7 @@ class JobStore:
             self.keys.events,
             self.keys.idempotency(idempotency_key) if idempotency_key else self.keys.job(job_id),
             *self.keys.schedules,
+            self.keys.epoch,
         ]
         body = {
             "job_id": job_id,
@@ -238,6 +250,7 @@ class JobStore:
         stamp_once: Sequence[str] = (),
         cap: int = 0,
         nonce: tuple[str, int] | None = None,
+        replicated: bool = False,
     ) -> Moved:
         """Move a job to ``target`` in one atomic step; the schedule moves are the data of
         :mod:`worker.states` (``delays`` gives the joined schedules' scores).
@@ -246,6 +259,10 @@ class JobStore:
         :class:`InFlightCapReached` when entering ``submitting`` would exceed ``cap`` jobs
         in flight, :class:`NonceReplayed` when ``nonce`` (key digest, TTL) was already
         stored, and :class:`JobNotFound` when there is no such job.
+
+        ``replicated``: with ``min_replicas`` set, the move is followed on the same
+        connection by ``WAIT min_replicas replica_wait_ms``; fewer acknowledgements raise
+        :class:`ReplicationLag` (the move stands on the master, a failover may forget it).
         """
         fields = dict(fields or {})
         allowed_from = sorted(allowed if allowed is not None else states.allowed_from(target))
@@ -271,7 +288,15 @@ class JobStore:
         }
         keys = [self.keys.job(job_id), self.keys.events, self.keys.remotes, nonce_key,
                 *self.keys.schedules]  # fmt: skip
-        status, current, at = self._scripts("transition", keys, [json.dumps(body)])
+        if replicated and self.min_replicas:
+            pipe = self._redis.pipeline(transaction=False)
+            self._scripts("transition", keys, [json.dumps(body)], client=pipe)
+            pipe.execute_command("WAIT", self.min_replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
+            (status, current, at), acked = pipe.execute()
+            if status == "ok" and int(acked) < self.min_replicas:
+                raise ReplicationLag(job_id, int(acked), self.min_replicas)
+        else:
+            status, current, at = self._scripts("transition", keys, [json.dumps(body)])
         if status == "missing":
             raise JobNotFound(job_id)
         if status == "refused":
