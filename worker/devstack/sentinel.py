@@ -44,7 +44,7 @@ class SentinelGroup:
                                                self.master_name)  # fmt: skip
                 client.close()
                 return int(reply[1])
-            except Exception:  # noqa: BLE001,S112 (a sentinel that cannot answer: ask the next)
+            except Exception:  # noqa: S112 (a sentinel that cannot answer: ask the next)
                 continue
         return None
 
@@ -120,6 +120,6 @@ def _replica_synced(port: int) -> bool:
         client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
         info = client.info("replication")
         client.close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return info.get("master_link_status") == "up"
