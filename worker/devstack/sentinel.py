@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from worker.devstack.procs import free_port
 from worker.devstack.redis_server import LocalRedis, _pings, find_redis_server, start_redis
@@ -40,8 +41,8 @@ class SentinelGroup:
         for port in self.sentinel_ports:
             try:
                 client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
-                reply = client.execute_command("SENTINEL", "get-master-addr-by-name",
-                                               self.master_name)  # fmt: skip
+                reply = client.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "get-master-addr-by-name", self.master_name)
                 client.close()
                 return int(reply[1])
             except Exception:  # noqa: S112 (a sentinel that cannot answer: ask the next)
