@@ -119,8 +119,8 @@ def _replica_synced(port: int) -> bool:
 
     try:
         client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
-        info = client.info("replication")
+        info: Any = client.info("replication")
         client.close()
     except Exception:
         return False
-    return info.get("master_link_status") == "up"
+    return bool(info.get("master_link_status") == "up")
