@@ -25,7 +25,7 @@ from worker.store import redis_client
 pytestmark = pytest.mark.integration
 
 MAX_AGE = "20"  # the probe's --max-age here; the outage lasts longer than it
-OUTAGE_SECONDS = 32
+OUTAGE_SECONDS = 24
 
 
 def probe(env, *extra: str) -> bool:
