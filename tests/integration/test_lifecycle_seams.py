@@ -306,3 +306,32 @@ def test_creates_not_received_are_retried_for_a_time_not_a_count(redis_server, r
     record = down.store.get("w1")
     assert record["reason"] == "retries_exhausted" and record["attempts"] == 13
     assert record["error"]["retrying_for_s"] >= 1.5 and record["retrying_since"] == first
+
+
+def test_resubmit_waits_while_a_webhook_could_still_bind_the_job(redis_server, redis_client,
+                                                                 sandbox):
+    """Issue 12: with AMBIGUOUS_POLICY=resubmit and the webhook on, the receiver answered
+    503 through a Redis outage, Akool gave up its deliveries, and 7 jobs were created twice.
+    The grace now counts from when a receiver last became reachable, and while none is,
+    nothing is resubmitted."""
+    from worker.sweeper import resolve_ambiguous
+
+    rt = runtime(redis_server, sandbox, HEADSWAP_AMBIGUOUS_POLICY="resubmit",
+                 HEADSWAP_AMBIGUOUS_GRACE_SECONDS="1",
+                 HEADSWAP_WEBHOOK_PUBLIC_URL="https://hooks.example.com")
+    fields = record_fields(message("resubmit"))
+    rt.store.create("rs1", fields, fingerprint=job_fingerprint(fields))
+    rt.jobs.claim_for_submit("rs1", 1, 0)
+    rt.jobs.mark_ambiguous("rs1", {"error": "AkoolAmbiguous"})
+    time.sleep(1.1)
+    resolve_ambiguous(rt)  # no receiver has ever said it is up
+    assert rt.store.get("rs1")["state"] == states.SUBMITTING and not rt.sent
+    rt.store.guards.receiver_alive(ttl=30)  # a receiver is back: the grace starts now
+    rt.store.schedule("ambiguous", "rs1", 0)
+    resolve_ambiguous(rt)
+    assert rt.store.get("rs1")["state"] == states.SUBMITTING and not rt.sent
+    time.sleep(1.1)
+    rt.store.schedule("ambiguous", "rs1", 0)
+    resolve_ambiguous(rt)  # reachable for a whole grace: a binding webhook would have come
+    assert rt.store.get("rs1")["state"] == states.QUEUED
+    assert [name for name, *_ in rt.sent] == ["headswap.submit"]

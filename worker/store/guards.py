@@ -95,6 +95,29 @@ class Guards:
         was something to forget."""
         return bool(self._redis.delete(self._keys.failures(name), self._keys.circuit(name)))
 
+    # --- the webhook receiver's presence --------------------------------------------------
+    def receiver_alive(self, ttl: float) -> None:
+        """A receiver process that can reach Redis says so (every few seconds): ``up_since``
+        keeps the server time of the first such word after a silence longer than ``ttl``."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        (secs, micros), = pipe.execute()
+        now = f"{secs + micros / 1_000_000:.3f}"
+        key = self._keys.receiver_up_since
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(key, now, nx=True, px=max(1, int(ttl * 1000)))
+        pipe.pexpire(key, max(1, int(ttl * 1000)))
+        pipe.execute()
+
+    def receiver_up_since(self) -> tuple[float | None, float]:
+        """``(since when a receiver has been reachable without a gap, or None; now)`` by the
+        server clock."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self._keys.receiver_up_since)
+        (secs, micros), since = pipe.execute()
+        return (float(since) if since else None), secs + micros / 1_000_000
+
     # --- webhook nonces -----------------------------------------------------------------
     def nonce_seen(self, digest: str) -> bool:
         return bool(self._redis.exists(self._keys.nonce(digest)))

@@ -18,6 +18,7 @@ slot and the Lua scripts stay legal there.
 ``{p}:analysis:<hash>:waiters`` set: queued job ids waiting for that analysis
 ``{p}:circuit:<name>``          string: end of a pause all workers respect (credits, akool)
 ``{p}:failures:<name>``         string: consecutive failures counted by a breaker (TTL)
+``{p}:receiver:up-since``       string: since when a webhook receiver reaches Redis (TTL)
 ``{p}:rate:<name>``             string: a global rate limit's state (GCRA)
 ``{p}:nonce:<digest>``          string: a webhook delivery already stored (TTL)
 ``{p}:lock:<name>:<id>``        string: a short lock (notify, callback delivery)
@@ -98,6 +99,10 @@ class Keys:
 
     def circuit(self, name: str) -> str:
         return f"{self.tag}:circuit:{name}"
+
+    @property
+    def receiver_up_since(self) -> str:
+        return f"{self.tag}:receiver:up-since"
 
     def failures(self, name: str) -> str:
         return f"{self.tag}:failures:{name}"
