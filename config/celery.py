@@ -8,6 +8,8 @@ The reliability settings are deliberate:
 - ``visibility_timeout`` longer than any task can run, so Redis never hands a running
   task's message to a second worker.
 - results ignored: job state lives in our store.
+- our transport and consumer (``worker.broker``): a queue entry that is not a task of
+  ours is kept in ``{prefix}:dead-messages``, never fatal, never silently dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from config.beat import beat_schedule
-from config.settings import Settings
+from config.settings import Settings, sentinel_of
 
 SUBMIT_QUEUE = "headswap.submit"
 POLL_QUEUE = "headswap.poll"
@@ -76,6 +78,14 @@ OBSOLETE_BINDINGS = tuple(
 )
 
 
+#: kombu's Redis transport with a channel that quarantines entries it cannot read.
+BROKER_TRANSPORT = "worker.broker.transport:Transport"
+#: The same behind Sentinel (``sentinel://`` URLs).
+BROKER_TRANSPORT_SENTINEL = "worker.broker.transport:SentinelTransport"
+#: Celery's consumer with its unknown/invalid/undecodable hooks quarantining.
+WORKER_CONSUMER = "worker.broker.consumer:Consumer"
+
+
 def celery_config(s: Settings) -> dict[str, Any]:
     transport = {
         "visibility_timeout": s.visibility_timeout_seconds,
@@ -84,9 +94,18 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "socket_keepalive": True,
         "health_check_interval": 25,
         "retry_on_timeout": True,
+        "dead_messages_prefix": s.key_prefix,
     }
+    broker_url, broker_transport = s.redis_url, BROKER_TRANSPORT
+    if s.redis_url.startswith("sentinel://"):
+        where = sentinel_of(s.redis_url)
+        broker_url, broker_transport = where.kombu_url(), BROKER_TRANSPORT_SENTINEL
+        transport["master_name"] = where.master
+        transport["sentinel_kwargs"] = {"socket_timeout": 5, "socket_connect_timeout": 5}
     config: dict[str, Any] = {
-        "broker_url": s.redis_url,
+        "broker_url": broker_url,
+        # The URL names the server (redis://, rediss:// or sentinel://); this the class.
+        "broker_transport": broker_transport,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
@@ -100,6 +119,7 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_pool": "threads",
+        "worker_consumer": WORKER_CONSUMER,
         "task_queues": QUEUE_OBJECTS,
         "task_default_queue": SUBMIT_QUEUE,
         "task_default_exchange": SUBMIT_QUEUE,

@@ -2,7 +2,10 @@
 
 Fields passed with ``extra=`` (``job_id``, ``remote_id``, ``state``...) become JSON keys.
 The formatter masks every configured secret value wherever it appears in the finished
-line, as a last line of defence behind the rule that secrets are never logged at all.
+line, as a last line of defence behind the rule that secrets are never logged at all, and
+redacts every URL in it (:func:`config.settings.redact_text`: userinfo and query string),
+whoever logged it: Celery's own lines repeat task arguments (a failure's ``args``, for
+one), and a producer's job URLs may hold credentials or presigned signatures.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from config.settings import Settings
+from config.settings import Settings, redact_text
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()) | {
     "message",
@@ -41,7 +44,7 @@ class JsonFormatter(logging.Formatter):
 
 class RedactingFormatter(logging.Formatter):
     """Wraps a formatter; masks every secret value anywhere in the finished line (message,
-    ``extra`` fields such as Celery's task kwargs, tracebacks)."""
+    ``extra`` fields such as Celery's task kwargs, tracebacks), then redacts its URLs."""
 
     def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
         super().__init__()
@@ -53,7 +56,7 @@ class RedactingFormatter(logging.Formatter):
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return text
+        return redact_text(text)
 
 
 def secret_values(settings: Settings) -> list[str]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from environs import EnvError, FileAwareEnv
 from marshmallow import ValidationError
@@ -85,6 +86,13 @@ class Settings:
     redis_ca_file: str = ""
     #: HEADSWAP_KEY_PREFIX: every store key starts with ``{prefix}:`` (a Redis Cluster hash tag).
     key_prefix: str = "headswap"
+    #: HEADSWAP_REDIS_MIN_REPLICAS: the lock taken before a create waits for this many
+    #: replicas to acknowledge it (``WAIT``), so a failover cannot forget it and hand the
+    #: job to a second create; 0 = do not wait (a single Redis). 1 with Sentinel.
+    redis_min_replicas: int = 0
+    #: HEADSWAP_REDIS_REPLICA_WAIT_MS: how long that wait may take; on timeout no create
+    #: is sent and the job retries.
+    redis_replica_wait_ms: int = 1000
 
     # --- Akool API --------------------------------------------------------------------
     #: HEADSWAP_AKOOL_BASE_URL: the Open API root (the sandbox in tests and ``make run``).
@@ -109,8 +117,19 @@ class Settings:
     job_retention_seconds: int = 7 * 24 * 3600
     #: HEADSWAP_IDEMPOTENCY_TTL_SECONDS: idempotency key -> job id mapping lifetime.
     idempotency_ttl_seconds: int = 24 * 3600
-    #: HEADSWAP_SUBMIT_MAX_RETRIES: attempts for a create that was not received (429, 503...).
-    submit_max_retries: int = 8
+    #: HEADSWAP_SUBMIT_RETRY_WINDOW_SECONDS: how long a create that was not received (429,
+    #: 503, no connection) is retried, from its first such failure: an Akool outage up to
+    #: this long fails no job.
+    submit_retry_window_seconds: float = 1800.0
+    #: HEADSWAP_SUBMIT_MAX_RETRIES: also bound the attempts by count (0 = only the window).
+    submit_max_retries: int = 0
+    #: HEADSWAP_AKOOL_BREAKER_FAILURES: consecutive creates without an answer (timeouts,
+    #: no connection) that stop all creates, for every worker (0 = no breaker).
+    akool_breaker_failures: int = 3
+    #: HEADSWAP_AKOOL_BREAKER_PAUSE_SECONDS / _MAX_SECONDS: how long creates stop before a
+    #: probe asks Akool again; doubled per failed probe up to the maximum.
+    akool_breaker_pause_seconds: float = 5.0
+    akool_breaker_pause_max_seconds: float = 60.0
     #: HEADSWAP_RETRY_BACKOFF_MAX_SECONDS: cap of the exponential backoff between attempts.
     retry_backoff_max_seconds: int = 120
 
@@ -142,9 +161,15 @@ class Settings:
 
     #: HEADSWAP_NOTIFY_GRACE_SECONDS: a terminal job not notified after this is re-notified.
     notify_grace_seconds: float = 60.0
-    #: HEADSWAP_RECORD_RETRY_SECONDS: how long a worker keeps trying to record a created
-    #: task while Redis is unreachable (the create cost credits; losing its id is costly).
-    record_retry_seconds: float = 60.0
+    #: HEADSWAP_ALLOW_EVICTION: run on a Redis whose maxmemory-policy evicts keys (jobs
+    #: then vanish, or are created twice); `headswap worker` refuses to start otherwise.
+    allow_eviction: bool = False
+    #: HEADSWAP_BEAT_SILENCE_SECONDS: a poll tick missing for longer than this is logged at
+    #: ERROR by every worker (beat down, or nothing consumes headswap.poll).
+    beat_silence_seconds: float = 60.0
+    #: HEADSWAP_SPOOL_DIR: where a created task whose id Redis did not take waits
+    #: (durably) until it is recorded; the next worker on this directory applies it.
+    spool_dir: str = "/tmp/headswap-spool"  # noqa: S108 (an emptyDir in the pod)
 
     # --- polling ----------------------------------------------------------------------
     #: HEADSWAP_POLL_TICK_SECONDS: how often beat claims due remote tasks.
@@ -247,16 +272,74 @@ def redact_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
     except ValueError:
         return "<unparseable url>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    if "@" in parts.netloc:
-        netloc = f"***@{netloc}"
+    # Everything after the last "@" is where it points (several hosts for Sentinel).
+    hosts = parts.netloc.rpartition("@")[2]
+    netloc = f"***@{hosts}" if "@" in parts.netloc else hosts
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
+#: A URL inside free text: a scheme, ``://``, then everything up to whitespace, a quote,
+#: ``<>`` or a backslash (what ends it in a repr, a JSON string or a sentence; commas,
+#: brackets and parentheses are legal inside a URL, so they are taken along).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>\\]+")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """``sentinel://[[user]:password@]host:port[,host:port...][/db]?master=<name>``: the
+    one URL form for Redis behind Sentinel, broker and store alike. The password is the
+    Redis master's (the sentinels are asked without one)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    def kombu_url(self) -> str:
+        """kombu's form: one ``sentinel://`` URL per sentinel, ``;``-separated (the
+        master's name goes in the transport options)."""
+        auth = ""
+        if self.password is not None:
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
+        return ";".join(f"sentinel://{auth}{h}:{p}/{self.db}" for h, p in self.sentinels)
+
+
+def sentinel_of(url: str) -> SentinelURL:
+    """Parse a ``sentinel://`` URL; ValueError names what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != "sentinel":
+        raise ValueError("not a sentinel:// URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel address {item!r} must be host:port")
+        sentinels.append((host.strip("[]"), int(port)))
+    master = parse_qs(parts.query).get("master", [""])[0]
+    if not master:
+        raise ValueError("a sentinel:// URL needs ?master=<name of the monitored master>")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(f"database {path!r} must be a number")
+    username = password = None
+    if userinfo:
+        user, sep, secret = userinfo.partition(":")
+        username, password = (unquote(user) or None, unquote(secret)) if sep else (
+            None, unquote(user))  # fmt: skip
+    return SentinelURL(tuple(sentinels), master, int(path or 0), username, password)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted (:func:`redact_url`): what a log line, a
+    ``repr`` of task arguments or a traceback may carry. A URL without credentials or
+    query string is left as it was."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def redact_urls(value: Any) -> Any:
@@ -299,6 +382,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     d = Settings()
     values: dict[str, Any] = {
         "redis_url": env.str("REDIS_URL", d.redis_url),
+        "redis_min_replicas": env.int(
+            "REDIS_MIN_REPLICAS", d.redis_min_replicas, validate=Range(0, 16)
+        ),
+        "redis_replica_wait_ms": env.int(
+            "REDIS_REPLICA_WAIT_MS", d.redis_replica_wait_ms, validate=Range(1, 60_000)
+        ),
         "redis_ca_file": env.str("REDIS_CA_FILE", ""),
         "key_prefix": env.str("KEY_PREFIX", d.key_prefix),
         "akool_base_url": env.str("AKOOL_BASE_URL", d.akool_base_url),
@@ -315,8 +404,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "idempotency_ttl_seconds": env.int(
             "IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, validate=Range(60)
         ),
+        "submit_retry_window_seconds": env.float(
+            "SUBMIT_RETRY_WINDOW_SECONDS", d.submit_retry_window_seconds, validate=_POSITIVE
+        ),
+        "akool_breaker_failures": env.int(
+            "AKOOL_BREAKER_FAILURES", d.akool_breaker_failures, validate=Range(0, 1000)
+        ),
+        "akool_breaker_pause_seconds": env.float(
+            "AKOOL_BREAKER_PAUSE_SECONDS", d.akool_breaker_pause_seconds, validate=_POSITIVE
+        ),
+        "akool_breaker_pause_max_seconds": env.float(
+            "AKOOL_BREAKER_PAUSE_MAX_SECONDS", d.akool_breaker_pause_max_seconds,
+            validate=_POSITIVE,
+        ),
         "submit_max_retries": env.int(
-            "SUBMIT_MAX_RETRIES", d.submit_max_retries, validate=Range(0, 100)
+            "SUBMIT_MAX_RETRIES", d.submit_max_retries, validate=Range(0, 10_000)
         ),
         "retry_backoff_max_seconds": env.int(
             "RETRY_BACKOFF_MAX_SECONDS", d.retry_backoff_max_seconds, validate=Range(1)
@@ -349,8 +451,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "notify_grace_seconds": env.float(
             "NOTIFY_GRACE_SECONDS", d.notify_grace_seconds, validate=_POSITIVE
         ),
-        "record_retry_seconds": env.float(
-            "RECORD_RETRY_SECONDS", d.record_retry_seconds, validate=Range(0)
+        "spool_dir": env.str("SPOOL_DIR", d.spool_dir),
+        "allow_eviction": env.bool("ALLOW_EVICTION", d.allow_eviction),
+        "beat_silence_seconds": env.float(
+            "BEAT_SILENCE_SECONDS", d.beat_silence_seconds, validate=_POSITIVE
         ),
         "poll_tick_seconds": env.float(
             "POLL_TICK_SECONDS", d.poll_tick_seconds, validate=_POSITIVE
@@ -442,8 +546,15 @@ def _check_consistency(s: Settings) -> None:
         problems.append(
             f"{PREFIX}POLL_MIN_INTERVAL_SECONDS must not exceed {PREFIX}POLL_MAX_INTERVAL_SECONDS"
         )
-    if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        problems.append(f"{PREFIX}REDIS_URL must start with redis://, rediss:// or unix://")
+    if not s.redis_url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+        problems.append(
+            f"{PREFIX}REDIS_URL must start with redis://, rediss://, unix:// or sentinel://"
+        )
+    elif s.redis_url.startswith("sentinel://"):
+        try:
+            sentinel_of(s.redis_url)
+        except ValueError as exc:
+            problems.append(f"{PREFIX}REDIS_URL: {exc}")
     if not s.akool_base_url.startswith(("http://", "https://")):
         problems.append(f"{PREFIX}AKOOL_BASE_URL must be an http(s) URL")
     if bool(s.akool_client_id) != bool(s.akool_client_secret):
@@ -456,6 +567,16 @@ def _check_consistency(s: Settings) -> None:
         problems.append(
             f"{PREFIX}VISIBILITY_TIMEOUT_SECONDS must exceed {PREFIX}READ_TIMEOUT + "
             f"{PREFIX}RETRY_BACKOFF_MAX_SECONDS (a running task must never be redelivered)"
+        )
+    if s.akool_breaker_pause_max_seconds < s.akool_breaker_pause_seconds:
+        problems.append(
+            f"{PREFIX}AKOOL_BREAKER_PAUSE_MAX_SECONDS must not be below "
+            f"{PREFIX}AKOOL_BREAKER_PAUSE_SECONDS"
+        )
+    if s.beat_silence_seconds <= 2 * s.poll_tick_seconds:
+        problems.append(
+            f"{PREFIX}BEAT_SILENCE_SECONDS must exceed twice {PREFIX}POLL_TICK_SECONDS "
+            "(or every late tick is an alarm)"
         )
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems))

@@ -262,7 +262,15 @@ def _uncertain(message: str, unsafe: bool, operation: str) -> AkoolError:
 
 
 def _transport_error(exc: requests.RequestException, *, unsafe: bool, operation: str) -> AkoolError:
-    """Map a requests exception: was the request surely not sent, or may it have run?"""
+    """Map a requests exception: was the request surely not sent, or may it have run?
+    Either way Akool did not answer (``unreachable``)."""
+    error = _transport_error_kind(exc, unsafe=unsafe, operation=operation)
+    error.unreachable = True
+    return error
+
+
+def _transport_error_kind(exc: requests.RequestException, *, unsafe: bool,
+                          operation: str) -> AkoolError:  # fmt: skip
     if isinstance(exc, requests.ConnectTimeout):
         return AkoolRetryable("connect timeout to Akool", operation=operation)
     if isinstance(exc, requests.ConnectionError) and _never_sent(exc):

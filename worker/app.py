@@ -11,7 +11,7 @@ from config.celery import celery_config
 from config.logs import setup_logging
 from config.settings import get_settings
 from worker import lifecycle
-from worker.dispatch import CeleryDispatcher
+from worker.dispatch import CeleryDispatcher, HeadswapTask
 from worker.runtime import Runtime
 
 _settings = get_settings()
@@ -20,6 +20,7 @@ setup_logging(_settings)
 app = Celery(
     "headswap",
     include=["tasks.submit", "tasks.poll", "tasks.notify", "tasks.sweep", "tasks.callbacks"],
+    task_cls=HeadswapTask,  # what Celery logs and streams of a task has its URLs redacted
 )
 app.config_from_object(celery_config(_settings))
 

@@ -56,6 +56,13 @@ def beat_command(schedule: str = DEFAULT_SCHEDULE, extra: Sequence[str] = ()) ->
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from config.settings import get_settings
+    from worker import ops
+
+    refusal = ops.eviction_refusal(get_settings())
+    if refusal:
+        print(f"refused: {refusal}", file=sys.stderr)
+        return 2
     command = worker_command(args.concurrency, args.queues, args.celery_args)
     os.execv(command[0], command)  # noqa: S606 (fixed argv, no shell)
     return 0  # pragma: no cover
@@ -74,7 +81,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if record is None:
         print(f"no job {args.job_id}", file=sys.stderr)
         return 1
-    print(json.dumps(record, indent=2, sort_keys=True, default=str))
+    from config.settings import redact_urls
+
+    # The record keeps the real URLs (delivery needs them); a terminal never shows them.
+    print(json.dumps(redact_urls(record), indent=2, sort_keys=True, default=str))
     return 0
 
 
@@ -88,7 +98,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     from worker.health import check
 
-    ok, message = check(args.max_age)
+    ok, message = check(args.max_age, ready=args.ready)
     print(message)
     return 0 if ok else 1
 
@@ -124,7 +134,8 @@ def _stats_table(figures: dict[str, Any]) -> Any:
     for queue, depth in figures["queues"].items():
         table.add_row(f"queue {queue}", str(depth))
     for key in ("queued", "submitting", "in_flight", "pending_polls", "ambiguous",
-                "notify_pending", "oldest_in_flight_s", "credits_paused_until"):  # fmt: skip
+                "notify_pending", "oldest_in_flight_s", "credits_paused_until",
+                "dead_messages"):  # fmt: skip
         table.add_row(key.replace("_", " "), str(figures[key]))
     for state, rate in figures["per_minute"].items():
         table.add_row(f"{state} per minute", str(rate))
@@ -176,6 +187,59 @@ def cmd_fail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_lost(args: argparse.Namespace) -> int:
+    from worker import ops
+
+    rt = _runtime()
+    if args.ack:
+        print(ops.ack_store_lost(rt))
+        return 0
+    reason = ops.store_lost(rt)
+    print(f"creates held: {reason}" if reason else "creates are not held")
+    return 1 if reason else 0
+
+
+def cmd_dead_messages(args: argparse.Namespace) -> int:
+    from config.settings import get_settings
+    from worker import ops
+    from worker.errors import HeadswapError
+    from worker.store import open_dead_messages
+
+    dead = open_dead_messages(get_settings())
+    if args.requeue or args.delete:
+        try:
+            print(ops.requeue_dead_message(dead, args.requeue) if args.requeue
+                  else ops.delete_dead_message(dead, args.delete))
+        except HeadswapError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    entries = ops.dead_messages(dead, limit=args.limit)
+    if args.json:
+        print(json.dumps(entries, sort_keys=True))
+        return 0
+    from rich.console import Console
+
+    Console().print(_dead_table(entries))
+    return 0
+
+
+def _dead_table(entries: list[dict[str, Any]]) -> Any:
+    from datetime import UTC, datetime
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"headswap dead-messages ({len(entries)} shown, oldest first)")
+    for column in ("id", "time (UTC)", "queue", "reason", "size", "preview"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for e in entries:
+        at = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        size = f"{e['size']}" + (" (cut)" if e["truncated"] else "")
+        table.add_row(e["id"], at, e["queue"], e["reason"], size, escape(e["preview"]))
+    return table
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -204,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-s", "--schedule", default=DEFAULT_SCHEDULE)
     b.set_defaults(handler=cmd_beat)
 
-    s = sub.add_parser("status", help="print one job's record as JSON")
+    s = sub.add_parser("status", help="print one job's record as JSON (URLs redacted)")
     s.add_argument("job_id")
     s.set_defaults(handler=cmd_status)
 
@@ -215,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     hc = sub.add_parser("healthcheck", help="exit 0 while the worker heartbeat is fresh")
     hc.add_argument("--max-age", type=float, default=60.0)
+    hc.add_argument("--ready", action="store_true",
+                    help="readiness: also fail while the worker waits for Redis")
     hc.set_defaults(handler=cmd_healthcheck)
 
     st = sub.add_parser("stats", help="queue depths, schedules, rates and failures")
@@ -241,6 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("job_id")
     fa.add_argument("--reason", required=True)
     fa.set_defaults(handler=cmd_fail)
+
+    sl = sub.add_parser("store-lost", help="whether creates are held because Redis lost "
+                        "our data; --ack resumes them (reconcile against Akool first)")
+    sl.add_argument("--ack", action="store_true")
+    sl.set_defaults(handler=cmd_store_lost)
+
+    dm = sub.add_parser("dead-messages",
+                        help="queue entries no worker could take; --requeue one after a fix")
+    once = dm.add_mutually_exclusive_group()
+    once.add_argument("--requeue", metavar="ID", help="push this entry's bytes back on its queue")
+    once.add_argument("--delete", metavar="ID", help="forget this entry")
+    dm.add_argument("--limit", type=int, default=100, help="entries to list (oldest first)")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(handler=cmd_dead_messages)
 
     d = sub.add_parser("demo", help="start everything locally, run demo jobs, print a summary")
     d.add_argument("--jobs", type=int, default=12, help="number of valid demo jobs")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from celery import Celery
+from celery import Celery, Task
 from celery.utils.saferepr import saferepr
+from celery.worker.request import Request
 
 from config.celery import celery_config
-from config.settings import Settings, redact_urls
+from config.settings import Settings, redact_text, redact_urls
 
 #: As Celery's own (``argsrepr_maxsize``).
 REPR_MAXSIZE = 1024
@@ -52,6 +53,33 @@ class CeleryDispatcher:
             argsrepr=saferepr(redact_urls(args), REPR_MAXSIZE),
             kwargsrepr=saferepr(redact_urls(kw), REPR_MAXSIZE),
         )  # fmt: skip
+
+
+class RedactedRequest(Request):  # type: ignore[misc]
+    """A received task as Celery's worker shows it — the "received" log line, the
+    ``task-received`` event (Flower), ``inspect active`` — with the URLs in its arguments
+    redacted. Our own sends carry redacted reprs already; a backend that sends with its
+    own Celery app (``send_task``, ``apply_async``) carries Celery's default repr, the
+    arguments whole. The task itself still gets them whole."""
+
+    @property
+    def argsrepr(self) -> str:
+        return redact_text(str(super().argsrepr or ""))
+
+    @property
+    def kwargsrepr(self) -> str:
+        return redact_text(str(super().kwargsrepr or ""))
+
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = super().info(safe=True)
+        out["args"], out["kwargs"] = self.argsrepr, self.kwargsrepr
+        return out
+
+
+class HeadswapTask(Task):  # type: ignore[misc]
+    """The base of every task of the app: its requests are :class:`RedactedRequest`."""
+
+    Request = RedactedRequest
 
 
 def sender_app(settings: Settings, name: str = "headswap-sender") -> Celery:

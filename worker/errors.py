@@ -9,6 +9,7 @@
     ├── TransitionRefused           a state move not allowed from the current state
     ├── InFlightCapReached          HEADSWAP_MAX_IN_FLIGHT tasks are at Akool; wait, no retry spent
     ├── NonceReplayed               a webhook delivery that was already stored
+    ├── DeadMessageRefused          a dead message that cannot be requeued (gone, truncated)
     └── AkoolError                  anything the Akool API did (code, msg, http_status)
         ├── AkoolRetryable          not executed: retry with backoff (honour retry_after)
         ├── AkoolAmbiguous          may have executed: never resubmit blindly
@@ -29,6 +30,10 @@ from typing import Any
 
 class HeadswapError(Exception):
     """Base of every error this package raises on purpose."""
+
+
+class DeadMessageRefused(HeadswapError):
+    """A dead message that cannot be requeued: no such entry, or only its head was kept."""
 
 
 class ConfigError(HeadswapError):
@@ -72,6 +77,27 @@ class InFlightCapReached(HeadswapError):
         super().__init__(f"job {job_id}: {cap} tasks already in flight at Akool")
 
 
+class CreateUnrecorded(HeadswapError):
+    """Akool created the task but Redis does not have its id yet: the worker stopped
+    first, or the job's record is gone. The id is in the spool and in an ERROR line."""
+
+    def __init__(self, job_id: str, remote_id: str) -> None:
+        super().__init__(f"job {job_id}: created task {remote_id} not recorded")
+        self.job_id = job_id
+        self.remote_id = remote_id
+
+
+class ReplicationLag(HeadswapError):
+    """A write the master took but fewer replicas than required acknowledged in time: a
+    failover now could forget it. For the lock before a create, no create is sent."""
+
+    def __init__(self, job_id: str, acked: int, wanted: int) -> None:
+        super().__init__(f"job {job_id}: {acked} of {wanted} replicas acknowledged the write")
+        self.job_id = job_id
+        self.acked = acked
+        self.wanted = wanted
+
+
 class NonceReplayed(HeadswapError):
     """A webhook delivery (its nonce) was stored before: nothing changes."""
 
@@ -98,6 +124,9 @@ class AkoolError(HeadswapError):
         self.operation = operation
         #: Seconds the server asked us to wait (``Retry-After``); only retryable errors set it.
         self.retry_after: float | None = None
+        #: No answer at all (connect failure or timeout, read timeout, cut connection):
+        #: what the Akool breaker counts. An answer, even an error, is not "unreachable".
+        self.unreachable = False
         super().__init__(message)
 
     def __str__(self) -> str:

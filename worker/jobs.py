@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from config.settings import redact_url
 from worker import states
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSING, Task
 from worker.errors import JobNotFound, NonceReplayed, TransitionRefused
@@ -181,9 +182,11 @@ class Jobs:
     # --- submission ---------------------------------------------------------------------
     def claim_for_submit(self, job_id: str, attempts: int, cap: int) -> Moved:
         """``queued -> submitting``: the lock; only its winner calls create. Raises
-        TransitionRefused (another worker has it) or InFlightCapReached."""
+        TransitionRefused (another worker has it) or InFlightCapReached, and
+        ReplicationLag when replicas are required and too few acknowledged the lock in
+        time (a failover could forget it and hand the job to a second create)."""
         return _move(self.store, job_id, states.SUBMITTING, fields={"attempts": attempts},
-                     cap=cap)  # fmt: skip
+                     cap=cap, replicated=True)  # fmt: skip
 
     def record_created(self, job_id: str, task: Task, first_poll_in: float) -> bool:
         """``submitting -> submitted``: Akool created the task. False when a webhook bound
@@ -206,9 +209,11 @@ class Jobs:
         self, job_id: str, error: Mapping[str, Any], retry_in: float, reason: str = "retry"
     ) -> bool:
         """``submitting -> queued``: the create surely did not run; the wake-up re-sends
-        the job in ``retry_in`` (server clock)."""
+        the job in ``retry_in`` (server clock). The first such failure is stamped
+        (``retrying_since``): the retry budget is time from there."""
         return _try(self.store, job_id, states.QUEUED, fields={"error": dict(error)},
-                    delays={"wakeup": retry_in}, event={"reason": reason})  # fmt: skip
+                    delays={"wakeup": retry_in}, stamp_once=("retrying_since",),
+                    event={"reason": reason})  # fmt: skip
 
     def wait_for_credits(self, job_id: str, error: Mapping[str, Any], wake_in: float) -> bool:
         """``submitting -> queued`` on 1104: the job waits for credits; the first such wait
@@ -276,7 +281,10 @@ class Jobs:
         nonce: tuple[str, int] | None = None,
     ) -> bool:
         """A followed task ended: ``succeeded`` or ``failed``. True when this call ended it."""
-        event = {"reason": fields.get("reason"), "output_url": fields.get("output_url")}
+        # The stream is read by many: its copy of the URL is redacted (a presigned output
+        # URL is a credential); the record keeps it whole for get(), signals and callbacks.
+        url = fields.get("output_url")
+        event = {"reason": fields.get("reason"), "output_url": redact_url(url) if url else url}
         return _try(self.store, job_id, target, fields=dict(fields), event=event, nonce=nonce)
 
     def count_not_found(self, job_id: str) -> int:
@@ -290,10 +298,18 @@ class Jobs:
         job_id: str,
         reason: str,
         error: Mapping[str, Any] | None = None,
+        *,
+        maybe_charged: bool = False,
     ) -> bool:
-        """``-> failed`` from any non-terminal state. True when this call ended the job."""
-        fields = {"reason": reason, "error": dict(error) if error else None}
-        ended = _try(self.store, job_id, states.FAILED, fields=fields, event={"reason": reason})
+        """``-> failed`` from any non-terminal state. True when this call ended the job.
+        ``maybe_charged``: Akool may have created (and charged) the task all the same —
+        said on the record, its event and so its callback and signal."""
+        fields: dict[str, Any] = {"reason": reason, "error": dict(error) if error else None}
+        event: dict[str, Any] = {"reason": reason}
+        if maybe_charged:
+            fields["maybe_charged"] = True
+            event["maybe_charged"] = "true"
+        ended = _try(self.store, job_id, states.FAILED, fields=fields, event=event)
         if ended:
             log.warning("job failed", extra={"job_id": job_id, "reason": reason})
         return ended

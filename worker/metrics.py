@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -40,6 +40,26 @@ RATE_LIMIT_WAITS = Counter(
     "headswap_rate_limit_waits_total", "Times a call waited or was deferred by a global limit.",
     ["limit"],
 )  # fmt: skip
+UNRECORDED_CREATES = Gauge(
+    "headswap_unrecorded_creates",
+    "Tasks Akool created whose id this process is still retrying into Redis (spooled).",
+)
+UNBOUND_CREATES = Counter(
+    "headswap_unbound_creates_total",
+    "Tasks Akool created (and charged) that no job follows: the job failed or moved on "
+    "before the create's answer was recorded.",
+    ["alert"],
+)
+AKOOL_BREAKER = Counter(
+    "headswap_akool_breaker_total",
+    "The Akool breaker opened (creates stopped: no answer) or closed (Akool answers).",
+    ["event"],
+)
+CONFLICTING_MESSAGES = Counter(
+    "headswap_conflicting_messages_total",
+    "Valid messages refused because their job id or idempotency key names another job.",
+    ["field"],
+)
 CREDIT_EVENTS = Counter(
     "headswap_insufficient_credits_total", "Creates answered 1104 (insufficient credits)."
 )
@@ -51,6 +71,12 @@ WEBHOOK_CONFIRMATIONS = Counter(
     "Webhook deliveries checked with Akool's task detail: agreed, disagreed (detail said "
     "otherwise: applied as detail says), unavailable (polled instead), bound, bind_refused.",
     ["result"],
+)
+
+DEAD_MESSAGES = Counter(
+    "headswap_dead_messages_total",
+    "Queue entries this process quarantined in {prefix}:dead-messages, by reason and queue.",
+    ["reason", "queue"],
 )
 
 
@@ -69,6 +95,7 @@ class StoreCollector(Collector):
         try:
             snap = self.store.snapshot(QUEUES)
             tick_age = self.store.guards.last_tick_age("poll_due")
+            evicted = self.store.evicted_keys()
         except Exception:  # a scrape must not crash the process; report nothing this time
             log.warning("metrics scrape could not read Redis", exc_info=True)
             return
@@ -94,12 +121,23 @@ class StoreCollector(Collector):
             "1 while submissions pause for credits.",
             value=1.0 if snap.credits_paused_until else 0.0,
         )
+        yield GaugeMetricFamily(
+            "headswap_dead_messages_kept",
+            "Entries in {prefix}:dead-messages: queue entries no worker could take.",
+            value=snap.dead_messages,
+        )
         depth = GaugeMetricFamily(
             "headswap_queue_length", "Celery queue lengths.", labels=["queue"]
         )
         for name, value in snap.queues.items():
             depth.add_metric([name], value)
         yield depth
+        if evicted is not None:
+            yield GaugeMetricFamily(
+                "headswap_redis_evicted_keys",
+                "Keys Redis evicted since it started (INFO stats): any is a lost job or lock.",
+                value=evicted,
+            )
         yield GaugeMetricFamily(
             "headswap_beat_last_tick_age_seconds",
             "Seconds since beat's poll tick last ran (server clock); alert when it grows.",

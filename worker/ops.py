@@ -1,4 +1,4 @@
-"""Operator actions and figures: what ``headswap stats|watch|requeue|fail`` do.
+"""Operator actions and figures: what ``headswap stats|watch|requeue|fail|dead-messages`` do.
 
 Plain functions over the store and the lifecycle, so they are tested without a terminal.
 """
@@ -10,11 +10,14 @@ from collections import Counter
 from typing import Any
 
 from config.celery import QUEUES
-from worker import states
-from worker.errors import TransitionRefused
+from config.settings import Settings
+from worker import breaker, states
+from worker.broker.envelope import preview
+from worker.errors import DeadMessageRefused, TransitionRefused
 from worker.jobs import message_from_record
 from worker.notify import notify_now
 from worker.runtime import Runtime
+from worker.store import DeadMessages, StoreError, open_store
 
 
 def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
@@ -28,6 +31,8 @@ def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
         "beat_last_tick_age_s": rt.store.guards.last_tick_age("poll_due"),
         "redis_risks": rt.store.server_risks(),
         "redis_data_since": rt.store.epoch(),
+        "redis_evicted_keys": rt.store.evicted_keys(),
+        "store_lost": rt.store.guards.held(breaker.STORE_LOST),
         "window_s": window,
         "per_minute": {s: round(n * 60 / window, 2) for s, n in sorted(transitions.items())},
         "failed_by_reason": dict(failures),
@@ -56,3 +61,61 @@ def fail(rt: Runtime, job_id: str, reason: str) -> str:
         )
     notify_now(rt, job_id)
     return f"{job_id}: failed by operator ({reason})"
+
+
+def store_lost(rt: Runtime) -> str | None:
+    """Why creates are held because Redis lost our data, or None when they are not."""
+    return rt.store.guards.held(breaker.STORE_LOST)
+
+
+def ack_store_lost(rt: Runtime) -> str:
+    """The operator has reconciled against Akool: creates may resume."""
+    reason = rt.store.guards.held(breaker.STORE_LOST)
+    if reason is None:
+        return "creates are not held"
+    rt.store.guards.lift(breaker.STORE_LOST)
+    rt.store.events.alert({"alert": "store_lost_acknowledged", "reason": reason})
+    return f"creates resume (the hold was: {reason})"
+
+
+def eviction_refusal(settings: Settings) -> str | None:
+    """Why a worker must not start on this Redis (an evicting ``maxmemory-policy``), or
+    None. A Redis that cannot be reached now is not judged: the worker waits for it and
+    says the risk at start (``worker.lifecycle``). ``HEADSWAP_ALLOW_EVICTION`` overrides."""
+    if settings.allow_eviction:
+        return None
+    try:
+        store = open_store(settings)
+        try:
+            risk = store.server_risks().get("eviction")
+        finally:
+            store.close()
+    except StoreError:
+        return None
+    if risk is None:
+        return None
+    return f"{risk} (or set HEADSWAP_ALLOW_EVICTION=true to run anyway, at that risk)"
+
+
+def dead_messages(dead: DeadMessages, limit: int = 100) -> list[dict[str, Any]]:
+    """The oldest ``limit`` dead messages: id, time, queue, reason, size and a safe preview
+    (never the raw bytes: they may hold credentials)."""
+    return [
+        {"id": e.id, "at": e.at, "queue": e.queue, "reason": e.reason, "size": e.size,
+         "truncated": e.truncated, "detail": e.detail, "preview": preview(e.raw)}
+        for e in dead.list(limit)
+    ]  # fmt: skip
+
+
+def requeue_dead_message(dead: DeadMessages, entry_id: str) -> str:
+    """Put one dead message's bytes back on its queue (at the back: LPUSH) and drop it from
+    the list, in one step. A message still bad is simply kept again."""
+    entry = dead.requeue(entry_id)
+    return f"{entry_id}: {entry.size} bytes back on {entry.queue} (was {entry.reason})"
+
+
+def delete_dead_message(dead: DeadMessages, entry_id: str) -> str:
+    """Forget one dead message (dealt with, or not worth keeping)."""
+    if not dead.delete(entry_id):
+        raise DeadMessageRefused(f"no dead message {entry_id}")
+    return f"{entry_id}: deleted"

@@ -17,6 +17,7 @@ from worker.akool import AkoolClient
 from worker.dispatch import Dispatcher
 from worker.jobs import Jobs, Timings
 from worker.limits import Rate, RateLimiter
+from worker.spool import Spool
 from worker.store import JobStore, open_store
 
 
@@ -41,6 +42,11 @@ class Runtime:
             self.store.guards, "detail", Rate(settings.detail_rate, settings.rate_burst)
         )
         self.dispatcher = dispatcher
+        #: Created tasks not yet recorded (Redis away) wait here, durably.
+        self.spool = Spool(settings.spool_dir)
+        #: Set when the process is shutting down: endless retries end (the spool keeps
+        #: what they held).
+        self.stopping = threading.Event()
         self._client: AkoolClient | None = None
         self._lock = threading.Lock()
 

@@ -23,6 +23,9 @@ job_rejected = Signal(name="headswap.job_rejected")
 job_cancelled = Signal(name="headswap.job_cancelled")
 #: Fired when Akool says the account is out of credits (submissions pause).
 credits_exhausted = Signal(name="headswap.credits_exhausted")
+#: Fired (``reason=``) when a worker finds that Redis lost our data: creates stop until
+#: ``headswap store-lost --ack``.
+store_lost = Signal(name="headswap.store_lost")
 
 TERMINAL_SIGNALS = {
     "succeeded": job_succeeded,

@@ -17,12 +17,13 @@ The moves themselves are :mod:`worker.jobs`'s; this module decides which one to 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from worker import analysis, metrics, signals, states
+from worker import analysis, breaker, metrics, signals, states
 from worker.akool_types import CreateTaskRequest, Task
 from worker.akool_types import Mapping as AkoolMapping
 from worker.errors import (
@@ -31,8 +32,10 @@ from worker.errors import (
     AkoolFatal,
     AkoolInsufficientCredits,
     AkoolRetryable,
+    CreateUnrecorded,
     InFlightCapReached,
     JobValidationError,
+    ReplicationLag,
     TransitionRefused,
 )
 from worker.jobs import new_job_id
@@ -48,6 +51,10 @@ log = logging.getLogger(__name__)
 RATE_MAX_BLOCK_SECONDS = 2.0
 #: How soon a job held back by the in-flight cap is looked at again.
 CAP_RECHECK_SECONDS = 4.0
+#: How often a job held by the store-lost hold looks again.
+STORE_LOST_RECHECK_SECONDS = 10.0
+#: The longest pause between two tries to record a created task (Redis away).
+RECORD_RETRY_CAP_SECONDS = 5.0
 #: The error kept on a job whose worker died mid-create.
 WORKER_LOST = {"error": "worker_lost", "message": "worker lost mid-create"}
 
@@ -61,6 +68,7 @@ class Outcome:
     behind would hold the job for as long as the skew."""
 
     status: str  # submitted | rejected | failed | retry | waiting | ambiguous | skipped
+    #              | unrecorded (created at Akool; the id is in the spool, not in Redis)
     job_id: str | None
     retry_in: float | None = None
 
@@ -95,23 +103,47 @@ def _enqueue(rt: Runtime, message: Any, job_id: str, job: dict[str, Any]) -> Out
     created = rt.jobs.enqueue(job_id, job)
     if created.status == "conflict":
         used = f"Key {job.get('idempotency_key')!r} was used for job {created.job_id}"
-        return reject(rt, message, {"idempotency_key": [f"{used} with different parameters."]})
+        return _refuse_conflict(rt, message, created.job_id, "idempotency_key",
+                                f"{used} with different parameters.")  # fmt: skip
     if created.status == "taken":
-        log.warning("job id already used with different parameters; message recorded apart",
-                    extra={"job_id": job_id})  # fmt: skip
-        return reject(rt, message, {"job_id": [
-            f"Job {job_id} exists with different parameters."]})  # fmt: skip
+        return _refuse_conflict(rt, message, job_id, "job_id",
+                                f"Job {job_id} exists with different parameters.")  # fmt: skip
     if created.job_id != job_id:
         log.info("duplicate by idempotency key", extra={"job_id": created.job_id})
         return Outcome("skipped", created.job_id)
     return None
 
 
+def _refuse_conflict(rt: Runtime, message: Any, existing: str, field: str,
+                     error: str) -> Outcome:  # fmt: skip
+    """A valid message that asks something else of an existing job (its id or its
+    idempotency key): recorded apart as a ``rejected`` job, and a ``conflicting_message``
+    alert on the existing job's line of the event stream, so that whoever follows either
+    job sees it. The existing job is never changed."""
+    outcome = reject(rt, message, {field: [error]})
+    rt.store.events.alert({"alert": "conflicting_message", "job_id": existing,
+                           "rejected_job_id": str(outcome.job_id), "field": field})  # fmt: skip
+    metrics.CONFLICTING_MESSAGES.labels(field).inc()
+    log.warning("message conflicts with an existing job; recorded apart as rejected",
+                extra={"job_id": existing, "rejected_job_id": outcome.job_id, "field": field})
+    return outcome
+
+
 def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
     job_id = record["job_id"]
-    paused_for = rt.store.guards.paused_for("credits")
-    if paused_for:
-        return _wait_for_credits(rt, record, paused_for)
+    circuits = breaker.read(rt.store)
+    if circuits.store_lost:  # idempotency keys from before the loss cannot be honoured
+        metrics.RATE_LIMIT_WAITS.labels("store_lost").inc()
+        delay = STORE_LOST_RECHECK_SECONDS + full_jitter(2.0)
+        rt.jobs.postpone(job_id, delay)
+        return Outcome("waiting", job_id, retry_in=delay)
+    if circuits.credits_paused:
+        return _wait_for_credits(rt, record, circuits.credits_paused)
+    hold = breaker.admit(rt.store, rt.akool, rt.settings, circuits)
+    if hold is not None:  # Akool does not answer: wait in queued, no attempt spent
+        metrics.RATE_LIMIT_WAITS.labels("akool_breaker").inc()
+        rt.jobs.postpone(job_id, hold)
+        return Outcome("waiting", job_id, retry_in=hold)
     try:
         gate = analysis.gate(rt, record)
     except AkoolFatal as exc:  # our own trouble (auth...), not a verdict on the video
@@ -141,34 +173,54 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         rt.jobs.postpone(job_id, delay)
         return Outcome("retry", job_id, retry_in=delay)
     try:
-        rt.jobs.claim_for_submit(
+        claimed = rt.jobs.claim_for_submit(
             job_id, int(record.get("attempts", 0)) + 1, rt.settings.max_in_flight
         )
     except TransitionRefused:
         return Outcome("skipped", job_id)  # another worker holds the lock
+    except ReplicationLag as exc:  # the lock may not survive a failover: no create now
+        delay = retry_delay(int(record.get("attempts", 0)) + 1,
+                            cap=rt.settings.retry_backoff_max_seconds)  # fmt: skip
+        rt.jobs.back_to_queue(job_id, {"error": "ReplicationLag", "message": str(exc)}, delay,
+                              reason="replication_lag")  # fmt: skip
+        log.warning("lock not acknowledged by enough replicas; no create, will retry",
+                    extra={"job_id": job_id, "acked": exc.acked, "wanted": exc.wanted})
+        return Outcome("retry", job_id, retry_in=delay)
     except InFlightCapReached:
         metrics.RATE_LIMIT_WAITS.labels("in_flight").inc()
         # Wait in queued without spending a retry; the sweeper re-sends it.
         rt.jobs.postpone(job_id, full_jitter(CAP_RECHECK_SECONDS))
         return Outcome("waiting", job_id)
-    return _create(rt, record)
+    return _create(rt, record, circuits.failures, claimed.at)
 
 
-def _create(rt: Runtime, record: dict[str, Any]) -> Outcome:
+def _create(rt: Runtime, record: dict[str, Any], failures: int, now: float) -> Outcome:
+    """The create itself. ``failures``: the breaker's count when the job was admitted;
+    ``now``: the server time of the claim."""
     job_id = record["job_id"]
     request = create_request(rt, record)
     try:
         task = rt.akool.create_task(request)
     except AkoolRetryable as exc:
-        return _back_to_queue(rt, record, exc)
+        if exc.unreachable:
+            breaker.failed(rt.store, rt.settings)
+        return _back_to_queue(rt, record, exc, now)
     except AkoolInsufficientCredits as exc:
         return _out_of_credits(rt, record, exc)
     except AkoolAmbiguous as exc:
+        if exc.unreachable:
+            breaker.failed(rt.store, rt.settings)
         rt.jobs.mark_ambiguous(job_id, exc.as_dict())
         return Outcome("ambiguous", job_id)
     except AkoolFatal as exc:
         return _fail(rt, job_id, "akool_refused", exc.as_dict())
-    if not _record_created(rt, job_id, task):
+    if failures:  # the breaker counted failures: this answer ends them
+        breaker.closed(rt.store)
+    try:
+        recorded = _record_created(rt, job_id, task)
+    except CreateUnrecorded:  # in the spool and in an ERROR line; the next worker applies it
+        return Outcome("unrecorded", job_id)
+    if not recorded:
         # A webhook bound the job while our create call was still in flight.
         log.info("create answered after a webhook bound the job", extra={"job_id": job_id})
         return Outcome("submitted", job_id)
@@ -193,24 +245,114 @@ def first_poll_in(rt: Runtime, task: Task) -> float:
 
 
 def _record_created(rt: Runtime, job_id: str, task: Task) -> bool:
-    """Store the created task's id: it exists nowhere else, so this one write is retried
-    (``HEADSWAP_RECORD_RETRY_SECONDS``) rather than the whole task. If Redis stays away the
-    task id is logged at ERROR, so it is never lost without a trace."""
+    """Store the created task's id. It exists nowhere else and cost credits, so it is never
+    given up: when Redis does not take it, the ids go to the local spool (durable) and to
+    an ERROR line at once — an operator can always reconcile — and the write is retried
+    for as long as this worker runs. Stopping leaves the entry in the spool, which the next
+    worker to start applies. False when the job was bound or ended without this create's
+    answer (see :func:`settle_created`)."""
     delay = first_poll_in(rt, task)
-
-    def failed(exc: Exception) -> None:
-        log.warning("redis unavailable; retrying the record of a created task",
-                    extra={"job_id": job_id, "remote_id": task.remote_id})  # fmt: skip
-
     try:
-        return rt.store.persist(lambda: rt.jobs.record_created(job_id, task, delay),
-                                for_seconds=rt.settings.record_retry_seconds, on_retry=failed)
-    except StoreError:
-        log.error(
-            "a created Akool task could not be recorded; its id is in this line",
-            extra={"job_id": job_id, "remote_id": task.remote_id},
-        )
-        raise
+        return settle_created(rt, job_id, task, delay)
+    except StoreError as exc:
+        error: Exception = exc
+    except CreateUnrecorded as exc:  # the job vanished from Redis between claim and now
+        error = exc
+    spooled = _spool(rt, job_id, task)
+    metrics.UNRECORDED_CREATES.inc()
+    log.error("a created Akool task is not recorded yet (Redis does not answer): retrying "
+              "until it is; its ids are in this line", extra={
+                  "job_id": job_id, "remote_id": task.remote_id, "spooled": spooled,
+                  "error": type(error).__name__})  # fmt: skip
+    since, attempt = time.monotonic(), 0
+    try:
+        while True:
+            attempt += 1
+            pause = retry_delay(attempt, base=0.2, cap=RECORD_RETRY_CAP_SECONDS)
+            if rt.stopping.wait(pause):
+                log.warning("worker stopping with a created task not recorded; the spool "
+                            "keeps it for the next worker", extra={
+                                "job_id": job_id, "remote_id": task.remote_id,
+                                "spooled": spooled})  # fmt: skip
+                raise CreateUnrecorded(job_id, task.remote_id)
+            try:
+                settled = settle_created(rt, job_id, task, delay)
+            except StoreError:
+                continue
+            except CreateUnrecorded:
+                if isinstance(error, CreateUnrecorded):  # Redis answers; the job is gone
+                    raise
+                error = CreateUnrecorded(job_id, task.remote_id)
+                continue
+            rt.spool.remove(job_id)
+            log.warning("created task recorded after Redis came back", extra={
+                "job_id": job_id, "remote_id": task.remote_id,
+                "waited_s": round(time.monotonic() - since, 1)})  # fmt: skip
+            return settled
+    finally:
+        metrics.UNRECORDED_CREATES.dec()
+
+
+def _spool(rt: Runtime, job_id: str, task: Task) -> bool:
+    try:
+        rt.spool.put(job_id, task.remote_id, task.status, task.video_duration, time.time())
+    except OSError as exc:  # the ERROR line is then the only copy: say so
+        log.error("created task could not be spooled", extra={
+            "job_id": job_id, "remote_id": task.remote_id, "error": str(exc)})  # fmt: skip
+        return False
+    return True
+
+
+def settle_created(rt: Runtime, job_id: str, task: Task, first_poll: float) -> bool:
+    """Record that Akool created ``task`` for ``job_id``; True when this call did.
+
+    False when the record already had it (a webhook bound the job first, or the spool was
+    applied twice) — or when the job moved on without it: failed after its create looked
+    lost, resubmitted, cancelled. That last case is a task Akool created (and charged)
+    that no job follows: the record gets ``unbound_remote_id``, the stream an
+    ``alert=paid_but_failed`` (the job failed) or ``alert=unbound_create`` entry, and it
+    is counted and logged at ERROR, never left as a silent mislabel."""
+    if rt.jobs.record_created(job_id, task, first_poll):
+        return True
+    record = rt.store.get(job_id)
+    if record is None:
+        raise CreateUnrecorded(job_id, task.remote_id)  # Redis lost the job: keep the entry
+    if record.get("remote_id") == task.remote_id or record.get(
+            "unbound_remote_id") == task.remote_id:  # fmt: skip
+        return False
+    alert = "paid_but_failed" if record["state"] == states.FAILED else "unbound_create"
+    rt.store.update(job_id, {"unbound_remote_id": task.remote_id})
+    rt.store.events.alert({"alert": alert, "job_id": job_id, "remote_id": task.remote_id,
+                           "state": str(record["state"])})  # fmt: skip
+    metrics.UNBOUND_CREATES.labels(alert).inc()
+    log.error("Akool created a task that no job follows (it was charged)", extra={
+        "job_id": job_id, "remote_id": task.remote_id, "state": record["state"],
+        "alert": alert})  # fmt: skip
+    return False
+
+
+def apply_spool(rt: Runtime) -> int:
+    """Record what the spool holds (a worker stopped, or Redis was away); the number of
+    entries settled. Stops at the first store failure: Redis is still away."""
+    done = 0
+    for entry in rt.spool.entries():
+        task = Task(remote_id=entry.remote_id, status=entry.status,
+                    video_duration=entry.video_duration)  # fmt: skip
+        try:
+            settle_created(rt, entry.job_id, task, first_poll_in(rt, task))
+        except StoreError:
+            break
+        except CreateUnrecorded:
+            log.error("spooled create names a job Redis does not know (lost data?): moved "
+                      "aside for the operator", extra={"job_id": entry.job_id,
+                      "remote_id": entry.remote_id})  # fmt: skip
+            rt.spool.set_aside(entry)
+            continue
+        rt.spool.remove(entry.job_id)
+        log.warning("spooled create recorded", extra={"job_id": entry.job_id,
+                                                      "remote_id": entry.remote_id})
+        done += 1
+    return done
 
 
 def create_request(rt: Runtime, record: Mapping[str, Any]) -> CreateTaskRequest:
@@ -268,11 +410,20 @@ def _fail(rt: Runtime, job_id: str, reason: str, error: Mapping[str, Any] | None
     return Outcome("failed", job_id)
 
 
-def _back_to_queue(rt: Runtime, record: dict[str, Any], exc: AkoolRetryable) -> Outcome:
+def _back_to_queue(rt: Runtime, record: dict[str, Any], exc: AkoolRetryable,
+                   now: float) -> Outcome:  # fmt: skip
+    """A create surely not received goes back to ``queued`` for a later attempt. The
+    budget is time (``HEADSWAP_SUBMIT_RETRY_WINDOW_SECONDS`` from the first such failure,
+    server clock), so an Akool outage shorter than it fails no job; a count bound is
+    optional (``HEADSWAP_SUBMIT_MAX_RETRIES``)."""
     job_id = record["job_id"]
     attempts = int(record.get("attempts", 0)) + 1
-    if attempts > rt.settings.submit_max_retries:
-        return _fail(rt, job_id, "retries_exhausted", exc.as_dict())
+    since = float(record.get("retrying_since") or now)
+    bound = rt.settings.submit_max_retries
+    if now - since > rt.settings.submit_retry_window_seconds or (bound and attempts > bound):
+        return _fail(rt, job_id, "retries_exhausted",
+                     {**exc.as_dict(), "attempts": attempts,
+                      "retrying_for_s": round(now - since, 1)})  # fmt: skip
     delay = retry_delay(
         attempts, cap=rt.settings.retry_backoff_max_seconds, retry_after=exc.retry_after
     )

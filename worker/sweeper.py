@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from worker import polling, states
 from worker.jobs import message_from_record
@@ -28,6 +29,9 @@ from worker.submission import WORKER_LOST
 log = logging.getLogger(__name__)
 
 BATCH = 500
+#: While no webhook receiver reaches Redis, an ambiguous job under the resubmit policy is
+#: looked at again this often.
+RECEIVER_DOWN_RECHECK_SECONDS = 30.0
 
 
 def tick(rt: Runtime) -> int:
@@ -100,6 +104,25 @@ def mark_stuck(rt: Runtime) -> int:
     return marked
 
 
+def _binding_still_possible(rt: Runtime, record: dict[str, Any]) -> float:
+    """Seconds to wait before resubmitting an ambiguous job, 0 when it may go now.
+
+    With the webhook on, a create that did happen is bound by Akool's delivery — if the
+    receiver could take it. Issue 12: the receiver answered 503 through a Redis outage,
+    the sandbox gave up its retries, the grace ran out and 7 jobs were created twice. So
+    the grace counts from the later of the ambiguity and the moment the receiver last
+    became reachable (``receiver_up_since``), and while no receiver is reachable the
+    policy waits."""
+    if not rt.settings.webhook_public_url:
+        return 0.0
+    up_since, now = rt.store.guards.receiver_up_since()
+    grace = rt.settings.ambiguous_grace_seconds
+    if up_since is None:
+        return min(grace, RECEIVER_DOWN_RECHECK_SECONDS)
+    since = max(float(record.get("ambiguous_at") or 0.0), up_since)
+    return max(0.0, since + grace - now)
+
+
 def resolve_ambiguous(rt: Runtime) -> int:
     due = rt.store.claim_due("ambiguous", 0, BATCH)
     resolved = 0
@@ -110,10 +133,16 @@ def resolve_ambiguous(rt: Runtime) -> int:
             continue
         resolved += 1
         if rt.settings.ambiguous_policy == "resubmit":
+            wait = _binding_still_possible(rt, record)
+            if wait:  # a webhook may yet bind it: resubmitting now would create it twice
+                rt.store.schedule("ambiguous", job_id, wait)
+                resolved -= 1
+                continue
             if rt.jobs.resubmit(job_id):
                 log.warning("resubmitting an ambiguous job by policy", extra={"job_id": job_id})
                 rt.send("headswap.submit", message_from_record(rt.store.require(job_id)),
                         queue="headswap.submit")  # fmt: skip
-        elif rt.jobs.fail(job_id, "ambiguous_submission", record.get("error")):
+        elif rt.jobs.fail(job_id, "ambiguous_submission", record.get("error"),
+                          maybe_charged=True):
             notify_now(rt, job_id)
     return resolved

@@ -29,11 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.settings import load_settings
+from tests.support.poison import bad_entries
 from tests.support.procs import free_port
 from tests.support.sandbox import SandboxProcess
 from tests.support.stack import Stack, producer_for, running_stack
 from worker import states
 from worker.devstack.redis_server import LocalRedis, start_redis
+from worker.store import open_dead_messages
 
 FACE = "https://cdn.example.com/faces/ref.jpg"
 
@@ -72,6 +75,8 @@ class Scenario:
     #: fault(ctx) runs in a thread while jobs run; it must return when ctx.stop is set.
     fault: Callable[[ChaosContext], None] | None = None
     deadline: float = 240.0
+    #: bad queue entries (every kind of tests.support.poison) interleaved with the jobs
+    poison: int = 0
 
 
 @dataclass
@@ -145,8 +150,9 @@ def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
            seed: int) -> dict[str, Any]:
     producer = producer_for(st)
     messages = [job_message(n) for n in range(sc.jobs)]
+    poison = poison_entries(sc.poison)
     started = time.monotonic()
-    ids = [producer.submit(**m) for m in messages]
+    ids = _submit_interleaved(producer, st, messages, poison)
     ctx = ChaosContext(st, sb, redis, threading.Event(), random.Random(seed))
     injector = threading.Thread(target=sc.fault, args=(ctx,), daemon=True) if sc.fault else None
     if injector:
@@ -161,9 +167,54 @@ def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
     supervisor.join(10)
     result = _figures(sc, ids, messages, records, sb.stats(), elapsed)
     result["supervisor_restarts"] = ctx.supervisor_restarts
+    if poison:
+        result.update(_dead_figures(st, poison, started + sc.deadline))
+        result["elapsed_s"] = round(time.monotonic() - started, 1)
     result["faults"] = ctx.log[-5:] + ([f"... {len(ctx.log)} fault events"] if ctx.log else [])
     producer.close()
     return result
+
+
+def poison_entries(count: int) -> list[tuple[str, bytes, str]]:
+    """``count`` bad entries, every kind in turn; one in ten on the poll or notify queue."""
+    out: list[tuple[str, bytes, str]] = []
+    batch = 0
+    while len(out) < count:
+        queue = ("headswap.submit", "headswap.submit", "headswap.poll", "headswap.submit",
+                 "headswap.notify")[batch % 5] if batch % 2 else "headswap.submit"
+        out += [(queue, entry, reason) for _kind, entry, reason in bad_entries(queue, batch)]
+        batch += 1
+    return out[:count]
+
+
+def _submit_interleaved(producer: Any, st: Stack, messages: list[dict[str, Any]],
+                        poison: list[tuple[str, bytes, str]]) -> list[str]:
+    """Submit the jobs with the bad entries spread evenly between them (LPUSH, as a
+    producer would put them there)."""
+    ids, pushed = [], 0
+    for n, message in enumerate(messages):
+        ids.append(producer.submit(**message))
+        upto = len(poison) * (n + 1) // len(messages)
+        for queue, entry, _reason in poison[pushed:upto]:
+            st.redis.lpush(queue, entry)
+        pushed = upto
+    return ids
+
+
+def _dead_figures(st: Stack, poison: list[tuple[str, bytes, str]],
+                  deadline: float) -> dict[str, Any]:
+    """Wait (to the deadline) until every bad entry is kept; count them by reason."""
+    dead = open_dead_messages(load_settings(st.env))
+    while dead.count() < len(poison) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    kept = dead.list(limit=len(poison) + 100)
+    expected = Counter((reason, queue) for queue, _e, reason in poison)
+    got = Counter((e.reason, e.queue) for e in kept)
+    return {"poison": len(poison), "dead_messages": len(kept),
+            "dead_as_expected": got == expected,
+            "worker_exits": sum(1 for p in st.workers if p.poll() not in (None, 0)),
+            "queues_left": sum(int(st.redis.llen(q)) for q in
+                               ("headswap.submit", "headswap.poll", "headswap.notify"))}
 
 
 def _wait_terminal(producer: Any, ids: list[str], ctx: ChaosContext, deadline: float,
@@ -311,6 +362,8 @@ def scenarios(short: bool = False) -> list[Scenario]:
                      knobs={"http_5xx_ratio": 0.2, "hang_ratio": 0.05, "hang_seconds": 5,
                             "burst_429_every": 2, "burst_429_size": 5, "retry_after": 0.5},
                      deadline=150),
+            Scenario("poison messages among jobs", jobs=30, poison=60, workers=2,
+                     deadline=60),
         ]
     return [
         Scenario("kill -9 worker every 2s", jobs=1000, workers=4, webhook=True,
@@ -328,6 +381,7 @@ def scenarios(short: bool = False) -> list[Scenario]:
         Scenario("credits run out, then top-up", jobs=400, knobs={"credits": 150},
                  fault=credits_out_then_topped_up(8)),
         Scenario("two beats at once", jobs=600, beats=2),
+        Scenario("poison messages among jobs", jobs=300, poison=1000),
     ]
 
 
@@ -337,6 +391,12 @@ def violations(result: dict[str, Any]) -> list[str]:
         problems.append(f"{result['lost']} jobs lost (not terminal)")
     if result["duplicate_creates"]:
         problems.append(f"{result['duplicate_creates']} duplicate creates")
+    if "poison" in result:
+        if result["worker_exits"] or result["supervisor_restarts"]:
+            problems.append(f"{result['worker_exits']} workers exited on bad entries")
+        if result["dead_messages"] != result["poison"] or not result["dead_as_expected"]:
+            problems.append(f"{result['dead_messages']} of {result['poison']} bad entries "
+                            "kept (or with the wrong reason or queue)")
     return problems
 
 

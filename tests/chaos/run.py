@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scenario(sc, seed=args.seed)
         results.append(result)
         console.print(table([result]))
+        if "poison" in result:
+            console.print(f"  poison: {result['poison']} bad entries, {result['dead_messages']} "
+                          f"kept (as expected: {result['dead_as_expected']}), worker exits "
+                          f"{result['worker_exits']}, left in queues {result['queues_left']}")
         for item in result["ambiguous_explained"][:5]:
             console.print(f"  ambiguous {item['job_id']}: {item['cause']} -> {item['explanation']}")
         if len(result["ambiguous_explained"]) > 5:

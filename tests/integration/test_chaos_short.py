@@ -1,5 +1,6 @@
 """The short chaos suite inside ``make test``: the kill -9 row and the 5xx row, a few
-hundred jobs each. Fails the build on any lost job or duplicate create."""
+hundred jobs each, and poison entries among jobs. Fails the build on any lost job or
+duplicate create, and on a bad queue entry that stopped a worker or was not kept."""
 
 from __future__ import annotations
 
@@ -21,5 +22,10 @@ def test_no_job_is_lost_or_created_twice_under_faults(scenario):
     # Every ambiguous failure is one the worker could not have resolved safely.
     for item in result["ambiguous_explained"]:
         assert item["akool_tasks_created"] <= 1
+    if scenario.poison:  # every bad entry kept with its reason and queue, no worker lost
+        assert result["dead_messages"] == result["poison"] == scenario.poison
+        assert result["dead_as_expected"]
+        assert result["worker_exits"] == 0 and result["supervisor_restarts"] == 0
+        assert result["succeeded"] == result["jobs"]
     if "kill" in scenario.name:
         assert any("kill -9" in line for line in result["faults"])

@@ -243,3 +243,101 @@ def test_a_webhook_error_cut_mid_emoji_fails_the_job_whole(redis_server, redis_c
     assert redis_client.zscore(rt.store.keys.schedule("outbox"), "s1") is not None
     assert [e["state"] for e in rt.store.events.read() if e.get("job_id") == "s1"][-1] == "failed"
     assert ("headswap.notify", {"job_id": "s1"}, "headswap.notify") in rt.sent
+
+
+@pytest.mark.parametrize("key", [False, True], ids=["same-job-id", "same-idempotency-key"])
+def test_a_valid_message_that_conflicts_with_a_job_is_refused_where_its_producer_looks(
+        key, redis_server, redis_client, sandbox):
+    """Issue 11: the same ``job_id`` sent with 100 parameter sets — one won, 99 were
+    dropped with no trace. Each loser is now a ``rejected`` job naming the one it clashed
+    with, and the winner's own line in the event stream says a conflicting message came
+    (a producer following that job sees it); the winner is never changed."""
+    rt = runtime(redis_server, sandbox)
+    ident = {"idempotency_key": "k-conflict"} if key else {"job_id": "c-conflict"}
+    first = submit(rt, message("c-0", **ident))
+    assert first.status in ("submitted", "waiting", "retry")
+    before = rt.store.get(first.job_id)
+    losers = [submit(rt, message(f"c-{n}", **ident)) for n in range(1, 100)]
+    assert {o.status for o in losers} == {"rejected"}
+    assert len({o.job_id for o in losers}) == 99 and first.job_id not in {
+        o.job_id for o in losers}
+    field = "idempotency_key" if key else "job_id"
+    for o in losers:
+        apart = rt.store.get(o.job_id)
+        assert apart["state"] == states.REJECTED and field in apart["field_errors"]
+        assert first.job_id in json.dumps(apart["field_errors"])
+    after = rt.store.get(first.job_id)
+    assert {k: after[k] for k in ("request", "fp")} == {k: before[k] for k in (
+        "request", "fp")}
+    conflicts = [e for e in rt.store.events.read() if e.get("alert") == "conflicting_message"]
+    assert len(conflicts) == 99
+    assert {e["job_id"] for e in conflicts} == {first.job_id}
+    assert {e["rejected_job_id"] for e in conflicts} == {o.job_id for o in losers}
+    assert {e["field"] for e in conflicts} == {field}
+
+
+def test_the_event_stream_shows_a_presigned_output_url_redacted(redis_server, redis_client,
+                                                                 sandbox):
+    """The stream is read by every consumer group: its copy of a presigned output URL
+    (a credential until it expires) is redacted; the record keeps it whole (issue 11)."""
+    rt = runtime(redis_server, sandbox)
+    fields = record_fields(message("presigned"))
+    rt.store.create("p1", fields, fingerprint=job_fingerprint(fields))
+    rt.jobs.claim_for_submit("p1", 1, 0)
+    rt.jobs.bind_by_webhook("p1", "f" * 24, 300)
+    url = "https://out.example.com/p1.mp4?X-Amz-Signature=sig-SECRET"
+    assert rt.jobs.finish("p1", states.SUCCEEDED, {"output_url": url})
+    assert rt.store.get("p1")["output_url"] == url
+    [event] = [e for e in rt.store.events.read() if e.get("state") == states.SUCCEEDED]
+    assert event["output_url"] == "https://out.example.com/p1.mp4?***"
+
+
+def test_creates_not_received_are_retried_for_a_time_not_a_count(redis_server, redis_client,
+                                                                 sandbox):
+    """Issue 12: 9 attempts spanned ~124 s, so Akool's port closed for 120 s nearly failed
+    every waiting job. The budget is now time from the first failure (server clock):
+    as many attempts as fit, then ``retries_exhausted`` naming how long it tried."""
+    from worker.devstack.procs import free_port
+
+    msg = message("window", job_id="w1")
+    analysed(runtime(redis_server, sandbox), msg["video_url"])
+    down = runtime(redis_server, sandbox, HEADSWAP_AKOOL_BASE_URL=f"http://127.0.0.1:{free_port()}",
+                   HEADSWAP_SUBMIT_RETRY_WINDOW_SECONDS="1.5",
+                   HEADSWAP_AKOOL_BREAKER_FAILURES="0", HEADSWAP_CONNECT_TIMEOUT="0.5")
+    outcomes = [submit(down, msg).status for _ in range(12)]  # far more than the old 8
+    assert outcomes == ["retry"] * 12
+    first = down.store.get("w1")["retrying_since"]
+    time.sleep(1.6)
+    assert submit(down, msg).status == "failed"
+    record = down.store.get("w1")
+    assert record["reason"] == "retries_exhausted" and record["attempts"] == 13
+    assert record["error"]["retrying_for_s"] >= 1.5 and record["retrying_since"] == first
+
+
+def test_resubmit_waits_while_a_webhook_could_still_bind_the_job(redis_server, redis_client,
+                                                                 sandbox):
+    """Issue 12: with AMBIGUOUS_POLICY=resubmit and the webhook on, the receiver answered
+    503 through a Redis outage, Akool gave up its deliveries, and 7 jobs were created twice.
+    The grace now counts from when a receiver last became reachable, and while none is,
+    nothing is resubmitted."""
+    from worker.sweeper import resolve_ambiguous
+
+    rt = runtime(redis_server, sandbox, HEADSWAP_AMBIGUOUS_POLICY="resubmit",
+                 HEADSWAP_AMBIGUOUS_GRACE_SECONDS="1",
+                 HEADSWAP_WEBHOOK_PUBLIC_URL="https://hooks.example.com")
+    fields = record_fields(message("resubmit"))
+    rt.store.create("rs1", fields, fingerprint=job_fingerprint(fields))
+    rt.jobs.claim_for_submit("rs1", 1, 0)
+    rt.jobs.mark_ambiguous("rs1", {"error": "AkoolAmbiguous"})
+    time.sleep(1.1)
+    resolve_ambiguous(rt)  # no receiver has ever said it is up
+    assert rt.store.get("rs1")["state"] == states.SUBMITTING and not rt.sent
+    rt.store.guards.receiver_alive(ttl=30)  # a receiver is back: the grace starts now
+    rt.store.schedule("ambiguous", "rs1", 0)
+    resolve_ambiguous(rt)
+    assert rt.store.get("rs1")["state"] == states.SUBMITTING and not rt.sent
+    time.sleep(1.1)
+    rt.store.schedule("ambiguous", "rs1", 0)
+    resolve_ambiguous(rt)  # reachable for a whole grace: a binding webhook would have come
+    assert rt.store.get("rs1")["state"] == states.QUEUED
+    assert [name for name, *_ in rt.sent] == ["headswap.submit"]

@@ -36,3 +36,25 @@ def test_two_processes_touching_one_heartbeat_file_never_fail_each_other(tmp_pat
     ok, detail = health.check(60, path)
     assert ok, detail
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_the_watchdog_keeps_a_worker_alive_only_while_redis_is_what_it_waits_for():
+    """Issue 12: a Redis paused > 60 s made every worker's heartbeat stale, and liveness
+    would restart every pod. Late heartbeats are excused only while Redis does not
+    answer; late heartbeats with Redis answering are a stuck worker."""
+    assert health.watchdog_should_touch(30.0, redis_answers=False, late_after=10.0)
+    assert not health.watchdog_should_touch(30.0, redis_answers=True, late_after=10.0)
+    assert not health.watchdog_should_touch(3.0, redis_answers=False, late_after=10.0)
+
+
+def test_waiting_for_redis_is_alive_but_not_ready(tmp_path: Path, monkeypatch):
+    path = tmp_path / "heartbeat"
+    monkeypatch.setenv("HEADSWAP_HEARTBEAT_FILE", str(path))
+    health.touch(status=health.WAITING_FOR_REDIS)
+    assert health.check(60, path)[0]
+    ok, detail = health.check(60, path, ready=True)
+    assert not ok and "waiting-for-redis" in detail
+    health.touch(min_interval=0)
+    assert health.check(60, path, ready=True)[0]
+    path.write_text("1796000000.000\n")  # a file from before the status existed
+    assert health.status(path) == health.OK

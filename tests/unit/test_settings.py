@@ -60,3 +60,39 @@ def test_redact_urls_walks_a_job_message():
         "video_url": "https://c.example/v.mp4?***", "n": 3, "note": "no url here",
         "mappings": [{"obj_id": 0, "img_url": "https://***@c.example/f.jpg"}]}
     assert redact_urls(("https://h/p?t=1",)) == ["https://h/p?***"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("{'video_url': 'https://c.example/v.mp4?X-Amz-Signature=s1'}",
+     "{'video_url': 'https://c.example/v.mp4?***'}"),
+    ('["https://u:p,w@c.example/f.jpg", 2]', '["https://***@c.example/f.jpg", 2]'),
+    ("polling http://[::1]:8080/x?token=t1 now", "polling http://[::1]:8080/x?*** now"),
+    ("plain https://c.example/a.mp4, kept", "plain https://c.example/a.mp4, kept"),
+    ("redis://:pw@h:6379/0 down", "redis://***@h:6379/0 down"),
+    ("no url at all", "no url at all"),
+])
+def test_redact_text_redacts_every_url_inside_free_text(text, expected):
+    """What a Celery log line or a repr of task arguments holds (issue 11)."""
+    from config.settings import redact_text
+
+    assert redact_text(text) == expected
+
+
+def test_every_log_line_has_its_urls_redacted_whoever_logged_it():
+    """Celery logs a failed task's ``args`` with ``safe_repr`` — the job's URLs whole —
+    and any library may put a URL in a message: the formatter redacts the finished line."""
+    import json
+    import logging
+
+    from config.logs import JsonFormatter, RedactingFormatter
+
+    formatter = RedactingFormatter(JsonFormatter(), ["s3cr3t-value"])
+    record = logging.LogRecord("celery.app.trace", logging.ERROR, __file__, 1,
+                               "Task %(name)s raised: %(exc)s", None, None)
+    record.args = {"name": "headswap.submit", "exc": "boom s3cr3t-value"}
+    record.data = {"args": "({'img_url': 'https://u:pw-LEAK@c.example/f.jpg'},)",
+                   "kwargs": "{'video_url': 'https://c.example/v.mp4?token=LEAK2'}"}
+    line = formatter.format(record)
+    assert "LEAK" not in line and "s3cr3t" not in line
+    out = json.loads(line)  # still one JSON object
+    assert "https://***@c.example/f.jpg" in out["data"]["args"]

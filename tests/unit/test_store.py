@@ -161,7 +161,8 @@ BROKEN_ARGS = {
                               '"delete":[],"stamp_once":[],"leave":[5],"join":[[10,"x",true]],'
                               '"cap":0,"inflight":8,"index_remote":false,"ttl":5,"event":[],'
                               '"maxlen":10,"nonce_ttl":0}']),
-    "create": lambda s: ([s.keys.job("j9"), s.keys.events, s.keys.job("j9"), *s.keys.schedules],
+    "create": lambda s: ([s.keys.job("j9"), s.keys.events, s.keys.job("j9"), *s.keys.schedules,
+                          s.keys.epoch],
                          ['{"job_id":"j9","state":"queued","fields":["odd"],"fingerprint":"f",'
                           '"idempotency":false,"idem_ttl":1,"join":[],"ttl":0,"maxlen":10}']),
     "update": lambda s: ([s.keys.job("j1"), *s.keys.schedules],
@@ -174,6 +175,11 @@ BROKEN_ARGS = {
     "analysis_claim": lambda s: ([s.keys.analysis("u")], ["u", "ttl", 1]),
     "analysis_update": lambda s: ([s.keys.analysis("u")], ['{"fields":["a"],"ttl":1}']),
     "gcra": lambda s: ([s.keys.rate("create")], ["fast", 1]),
+    "breaker": lambda s: ([s.keys.failures("akool"), s.keys.circuit("akool")],
+                          [3, "5", "60", "-1"]),
+    "dead_write": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages],
+                             ["d", "not_json", "q", "lots", "0", "raw", ""]),
+    "dead_requeue": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages], ["d"]),
 }
 
 
@@ -287,3 +293,14 @@ def test_the_beat_tick_guard_skips_ticks_that_come_too_soon(store):
     assert store.guards.tick("poll_due", min_gap=5) == 0.0
     assert store.guards.tick("poll_due", min_gap=5) is None
     assert store.guards.last_tick_age("poll_due") < 1
+
+
+def test_an_epoch_missing_while_jobs_remain_is_a_partial_loss(store, redis_client):
+    """Eviction can take the epoch key and leave jobs: a process that never saw the old
+    epoch still knows data was lost (issue 12)."""
+    assert store.epoch_status()[1] is False  # a new, empty store: nothing lost
+    create(store, "j1")  # on the wake-up schedule
+    assert store.epoch_status()[1] is False  # the epoch is there
+    redis_client.delete(store.keys.epoch)
+    epoch, lost = store.epoch_status()
+    assert lost is True and store.epoch_status() == (epoch, False)  # said once, rewritten

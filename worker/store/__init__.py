@@ -4,6 +4,7 @@
 - :mod:`worker.store.job_store` — :class:`JobStore`: records, the transition step, schedules
 - :mod:`worker.store.analyses`, :mod:`~worker.store.callbacks`, :mod:`~worker.store.guards`,
   :mod:`~worker.store.events` — its parts (``store.analyses`` ...)
+- :mod:`worker.store.dead_messages` — queue entries no worker could take (bytes client)
 - :data:`StoreError` — what every store call raises when Redis fails (retry layers name it)
 - ``lua/*.lua`` — the scripts, each documenting its KEYS and ARGV
 """
@@ -11,12 +12,16 @@
 from redis.exceptions import RedisError as StoreError
 
 from worker.store.codec import clean_text, decode_record, fingerprint
-from worker.store.connect import open_store, redis_client
+from worker.store.connect import open_dead_messages, open_store, redis_client
+from worker.store.dead_messages import RAW_CAP, DeadMessage, DeadMessages
 from worker.store.job_store import Created, JobStore, Moved, Snapshot
 from worker.store.keys import Keys, url_hash
 
 __all__ = [
+    "RAW_CAP",
     "Created",
+    "DeadMessage",
+    "DeadMessages",
     "JobStore",
     "Keys",
     "Moved",
@@ -25,6 +30,7 @@ __all__ = [
     "clean_text",
     "decode_record",
     "fingerprint",
+    "open_dead_messages",
     "open_store",
     "redis_client",
     "url_hash",

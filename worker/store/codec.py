@@ -26,6 +26,8 @@ NUMERIC_FIELDS = (
 JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 #: Bookkeeping kept on the record that producers never see.
 INTERNAL_FIELDS = ("fp",)
+#: Flags read back as booleans (stored ``1``/``0``).
+BOOL_FIELDS = ("maybe_charged",)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -61,6 +63,8 @@ def decode_record(raw: Mapping[str, str]) -> dict[str, Any]:
     for key, value in raw.items():
         if key in JSON_FIELDS:
             record[key] = json.loads(value)
+        elif key in BOOL_FIELDS:
+            record[key] = value == "1"
         elif key.endswith("_at") or key in NUMERIC_FIELDS:
             try:
                 record[key] = float(value) if "." in value or key.endswith("_at") else int(value)

@@ -7,9 +7,12 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from config.settings import Settings
+from config.settings import Settings, sentinel_of
+from worker.store.dead_messages import DeadMessages
 from worker.store.job_store import JobStore
+from worker.store.keys import Keys
 
 #: The client's own retry covers a blip only (a reset connection, a failover's first
 #: second): three tries within about a second. An outage is not retried here but by the
@@ -17,19 +20,40 @@ from worker.store.job_store import JobStore
 BLIP_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+#: How the store's client talks to Redis, whichever way it finds it.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+}
+
+
+def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
+    """The store's client; ``decode=False`` for one that answers bytes (dead messages).
+
+    With a ``sentinel://`` URL the client asks the sentinels for the master and asks
+    again after a failover (redis-py's ``Sentinel.master_for``)."""
+    if settings.redis_url.startswith("sentinel://"):
+        where = sentinel_of(settings.redis_url)
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            list(where.sentinels),
+            sentinel_kwargs={"socket_timeout": 5, "socket_connect_timeout": 5})
+        master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+            where.master, redis_class=redis.Redis, db=where.db, username=where.username,
+            password=where.password, decode_responses=decode, retry=BLIP_RETRY,
+            **CLIENT_OPTIONS,
+        )  # fmt: skip
+        return master
     tls: dict[str, Any] = {}
     if settings.redis_url.startswith("rediss://"):
         tls = {"ssl_cert_reqs": "required", "ssl_ca_certs": settings.redis_ca_file or None}
     return redis.Redis.from_url(
         settings.redis_url,
         **tls,
-        decode_responses=True,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        health_check_interval=25,
+        decode_responses=decode,
         retry=BLIP_RETRY,
+        **CLIENT_OPTIONS,
     )
 
 
@@ -39,4 +63,11 @@ def open_store(settings: Settings) -> JobStore:
         settings.key_prefix,
         retention_seconds=settings.job_retention_seconds,
         idempotency_ttl=settings.idempotency_ttl_seconds,
+        min_replicas=settings.redis_min_replicas,
+        replica_wait_ms=settings.redis_replica_wait_ms,
     )
+
+
+def open_dead_messages(settings: Settings) -> DeadMessages:
+    """The dead-message list on a client of its own that answers bytes."""
+    return DeadMessages(redis_client(settings, decode=False), Keys(settings.key_prefix))

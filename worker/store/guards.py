@@ -4,6 +4,7 @@ rates and beat ticks. Each is one Redis command or one script, on the server's c
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import cast
 
 import redis
@@ -36,12 +37,86 @@ class Guards:
         opened, left = self._scripts("circuit", [self._keys.circuit(name)], [repr(float(pause))])
         return bool(opened), float(left)
 
+    def hold(self, name: str, reason: str, days: float = 30.0) -> bool:
+        """Open the circuit ``name`` until an operator lifts it (:meth:`lift`); it still
+        expires after ``days``, so a forgotten hold does not outlive a month. True when
+        this call opened it. ``reason`` is kept beside it."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._keys.circuit(name), "held", nx=True, ex=int(days * 86400))
+        pipe.set(self._keys.circuit(name) + ":reason", reason, ex=int(days * 86400))
+        opened, _ = pipe.execute()
+        return bool(opened)
+
+    def held(self, name: str) -> str | None:
+        """The reason of the hold ``name``, or None when it is not held."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._keys.circuit(name))
+        pipe.get(self._keys.circuit(name) + ":reason")
+        exists, reason = pipe.execute()
+        return str(reason or "held") if exists else None
+
+    def lift(self, name: str) -> bool:
+        """End the hold ``name``; True when there was one."""
+        return bool(self._redis.delete(self._keys.circuit(name),
+                                       self._keys.circuit(name) + ":reason"))  # fmt: skip
+
     def paused_for(self, name: str) -> float | None:
         """Seconds until the pause ``name`` ends, or None when it is not paused. The key
         expires when the pause ends, so its PTTL (the server's clock) is the answer: one
         plain read on every submit, no script."""
         left_ms = int(cast(int, self._redis.pttl(self._keys.circuit(name))))
         return left_ms / 1000 if left_ms > 0 else None
+
+    # --- breakers (a circuit opened by consecutive failures) ----------------------------
+    def circuits(self, names: Sequence[str], breaker: str) -> tuple[list[float | None], int]:
+        """:meth:`paused_for` of each of ``names`` and the consecutive failures counted by
+        the breaker ``breaker``, in one round trip (read on every submit)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.pttl(self._keys.circuit(name))
+        pipe.get(self._keys.failures(breaker))
+        *lefts, failures = pipe.execute()
+        return [int(ms) / 1000 if int(ms) > 0 else None for ms in lefts], int(failures or 0)
+
+    def breaker_failure(
+        self, name: str, threshold: int, first_pause: float, longest_pause: float,
+        window: float,
+    ) -> tuple[bool, float, int]:
+        """One more consecutive failure: ``(opened by us, seconds open, failures)``."""
+        opened, left, failures = self._scripts(
+            "breaker", [self._keys.failures(name), self._keys.circuit(name)],
+            [threshold, repr(float(first_pause)), repr(float(longest_pause)),
+             repr(float(window))],
+        )  # fmt: skip
+        return bool(opened), float(left), int(failures)
+
+    def breaker_reset(self, name: str) -> bool:
+        """The service answers again: failures forgotten, circuit closed. True when there
+        was something to forget."""
+        return bool(self._redis.delete(self._keys.failures(name), self._keys.circuit(name)))
+
+    # --- the webhook receiver's presence --------------------------------------------------
+    def receiver_alive(self, ttl: float) -> None:
+        """A receiver process that can reach Redis says so (every few seconds): ``up_since``
+        keeps the server time of the first such word after a silence longer than ``ttl``."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        (secs, micros), = pipe.execute()
+        now = f"{secs + micros / 1_000_000:.3f}"
+        key = self._keys.receiver_up_since
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(key, now, nx=True, px=max(1, int(ttl * 1000)))
+        pipe.pexpire(key, max(1, int(ttl * 1000)))
+        pipe.execute()
+
+    def receiver_up_since(self) -> tuple[float | None, float]:
+        """``(since when a receiver has been reachable without a gap, or None; now)`` by the
+        server clock."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self._keys.receiver_up_since)
+        (secs, micros), since = pipe.execute()
+        return (float(since) if since else None), secs + micros / 1_000_000
 
     # --- webhook nonces -----------------------------------------------------------------
     def nonce_seen(self, digest: str) -> bool:

@@ -23,7 +23,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from worker import states
-from worker.errors import InFlightCapReached, JobNotFound, NonceReplayed, TransitionRefused
+from worker.errors import (
+    InFlightCapReached,
+    JobNotFound,
+    NonceReplayed,
+    ReplicationLag,
+    TransitionRefused,
+)
 from worker.store.analyses import AnalysisStore
 from worker.store.callbacks import CallbackStore
 from worker.store.codec import decode_record, split_fields
@@ -57,6 +63,8 @@ class Snapshot:
     notify_pending: int
     oldest_in_flight_s: float
     credits_paused_until: float | None
+    #: entries in ``{p}:dead-messages`` (queue entries no worker could take)
+    dead_messages: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,9 +98,14 @@ class JobStore:
         *,
         retention_seconds: int = 7 * 24 * 3600,
         idempotency_ttl: int = 24 * 3600,
+        min_replicas: int = 0,
+        replica_wait_ms: int = 1000,
     ) -> None:
         self._redis = client
         self.keys = Keys(prefix)
+        #: Writes that must survive a failover wait for this many replicas (``WAIT``).
+        self.min_replicas = min_replicas
+        self.replica_wait_ms = replica_wait_ms
         self.retention_seconds = retention_seconds
         self.idempotency_ttl = idempotency_ttl
         self._scripts = Scripts(client)
@@ -157,6 +170,7 @@ class JobStore:
             self.keys.events,
             self.keys.idempotency(idempotency_key) if idempotency_key else self.keys.job(job_id),
             *self.keys.schedules,
+            self.keys.epoch,
         ]
         body = {
             "job_id": job_id,
@@ -236,6 +250,7 @@ class JobStore:
         stamp_once: Sequence[str] = (),
         cap: int = 0,
         nonce: tuple[str, int] | None = None,
+        replicated: bool = False,
     ) -> Moved:
         """Move a job to ``target`` in one atomic step; the schedule moves are the data of
         :mod:`worker.states` (``delays`` gives the joined schedules' scores).
@@ -244,6 +259,10 @@ class JobStore:
         :class:`InFlightCapReached` when entering ``submitting`` would exceed ``cap`` jobs
         in flight, :class:`NonceReplayed` when ``nonce`` (key digest, TTL) was already
         stored, and :class:`JobNotFound` when there is no such job.
+
+        ``replicated``: with ``min_replicas`` set, the move is followed on the same
+        connection by ``WAIT min_replicas replica_wait_ms``; fewer acknowledgements raise
+        :class:`ReplicationLag` (the move stands on the master, a failover may forget it).
         """
         fields = dict(fields or {})
         allowed_from = sorted(allowed if allowed is not None else states.allowed_from(target))
@@ -269,7 +288,15 @@ class JobStore:
         }
         keys = [self.keys.job(job_id), self.keys.events, self.keys.remotes, nonce_key,
                 *self.keys.schedules]  # fmt: skip
-        status, current, at = self._scripts("transition", keys, [json.dumps(body)])
+        if replicated and self.min_replicas:
+            pipe = self._redis.pipeline(transaction=False)
+            self._scripts("transition", keys, [json.dumps(body)], client=pipe)
+            pipe.execute_command("WAIT", self.min_replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
+            (status, current, at), acked = pipe.execute()
+            if status == "ok" and int(acked) < self.min_replicas:
+                raise ReplicationLag(job_id, int(acked), self.min_replicas)
+        else:
+            status, current, at = self._scripts("transition", keys, [json.dumps(body)])
         if status == "missing":
             raise JobNotFound(job_id)
         if status == "refused":
@@ -303,15 +330,33 @@ class JobStore:
         """The server time this Redis started to hold our data: written once by the first
         process that finds it missing. A value that changes under a running process means
         Redis lost everything in between (restarted empty, flushed, evicted)."""
+        return self.epoch_status()[0]
+
+    def epoch_status(self) -> tuple[float, bool]:
+        """``(epoch, lost)``: :meth:`epoch`, and whether it was missing while jobs were
+        still on the schedules — a Redis that evicted or lost part of our data (a whole
+        wipe shows as a changed epoch to a process that knew the old one)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.time()
         pipe.get(self.keys.epoch)
         (secs, micros), current = pipe.execute()
         if current is not None:
-            return float(current)
+            return float(current), False
+        pipe = self._redis.pipeline(transaction=False)
+        for name in ("inflight", "poll", "wakeup", "outbox"):
+            pipe.zcard(self.keys.schedule(name))
+        jobs_known = any(int(n) for n in pipe.execute())
         stamp = f"{secs + micros / 1_000_000:.3f}"
         self._redis.set(self.keys.epoch, stamp, nx=True)
-        return float(cast(str, self._redis.get(self.keys.epoch)) or stamp)
+        return float(cast(str, self._redis.get(self.keys.epoch)) or stamp), jobs_known
+
+    def evicted_keys(self) -> int | None:
+        """Keys Redis evicted since it started (INFO stats), None when INFO is refused."""
+        try:
+            stats = cast(dict[str, Any], self._redis.info("stats"))
+        except redis.ResponseError:
+            return None
+        return int(stats.get("evicted_keys") or 0)
 
     def server_risks(self) -> dict[str, str]:
         """What in the Redis server's configuration can lose jobs: ``eviction`` and
@@ -348,6 +393,7 @@ class JobStore:
         pipe.zrange(self.keys.schedule("inflight"), 0, 0, withscores=True)
         pipe.get(self.keys.circuit("credits"))
         pipe.time()
+        pipe.zcard(self.keys.dead_messages)
         values = pipe.execute()
         n = len(queues)
         queued, submitting, inflight, pending, ambiguous, outbox = values[n : n + 6]
@@ -364,4 +410,5 @@ class JobStore:
             notify_pending=outbox,
             oldest_in_flight_s=round(now - oldest[0][1], 1) if oldest else 0.0,
             credits_paused_until=paused,
+            dead_messages=values[n + 9],
         )

@@ -16,12 +16,16 @@ slot and the Lua scripts stay legal there.
 ``{p}:outbox``                  zset: terminal job ids whose notify has not completed
 ``{p}:analysis:<hash>``         hash: the analysis of one source video URL
 ``{p}:analysis:<hash>:waiters`` set: queued job ids waiting for that analysis
-``{p}:circuit:<name>``          string: end of a pause all workers respect (credits)
+``{p}:circuit:<name>``          string: end of a pause all workers respect (credits, akool)
+``{p}:failures:<name>``         string: consecutive failures counted by a breaker (TTL)
+``{p}:receiver:up-since``       string: since when a webhook receiver reaches Redis (TTL)
 ``{p}:rate:<name>``             string: a global rate limit's state (GCRA)
 ``{p}:nonce:<digest>``          string: a webhook delivery already stored (TTL)
 ``{p}:lock:<name>:<id>``        string: a short lock (notify, callback delivery)
 ``{p}:callback-dead:<job_id>``  hash: a dead-lettered HTTP callback
 ``{p}:callback-dead``           zset: dead-lettered job ids by time
+``{p}:dead-message:<id>``       hash: a queue entry no worker could take (bytes, reason)
+``{p}:dead-messages``           zset: dead message ids by time
 ``{p}:beat:<task>``             string: when a beat task last ran (server clock)
 ``{p}:worker:<hostname>``       string: a consuming worker's presence record (TTL)
 ==============================  =====================================================
@@ -96,6 +100,13 @@ class Keys:
     def circuit(self, name: str) -> str:
         return f"{self.tag}:circuit:{name}"
 
+    @property
+    def receiver_up_since(self) -> str:
+        return f"{self.tag}:receiver:up-since"
+
+    def failures(self, name: str) -> str:
+        return f"{self.tag}:failures:{name}"
+
     def rate(self, name: str) -> str:
         return f"{self.tag}:rate:{name}"
 
@@ -111,6 +122,13 @@ class Keys:
     @property
     def dead_letters(self) -> str:
         return f"{self.tag}:callback-dead"
+
+    def dead_message(self, entry_id: str) -> str:
+        return f"{self.tag}:dead-message:{entry_id}"
+
+    @property
+    def dead_messages(self) -> str:
+        return f"{self.tag}:dead-messages"
 
     def beat(self, task: str) -> str:
         return f"{self.tag}:beat:{task}"

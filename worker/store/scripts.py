@@ -16,7 +16,7 @@ from redis.commands.core import Script
 
 NAMES = (
     "transition", "create", "update", "claim", "schedule", "release", "circuit",
-    "analysis_claim", "analysis_update", "gcra",
+    "analysis_claim", "analysis_update", "gcra", "breaker", "dead_write", "dead_requeue",
 )  # fmt: skip
 
 
@@ -32,5 +32,7 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self._scripts: dict[str, Script] = {n: client.register_script(source(n)) for n in NAMES}
 
-    def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return self._scripts[name](keys=keys, args=args)
+    def __call__(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        """Run ``name``; with ``client`` a pipeline, queue it there (the pipeline's
+        ``execute`` answers it)."""
+        return self._scripts[name](keys=keys, args=args, client=client)

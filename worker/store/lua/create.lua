@@ -2,6 +2,8 @@
 --
 -- KEYS[1]  job hash    KEYS[2]  event stream    KEYS[3]  idempotency key (any key if unused)
 -- KEYS[4..] the schedules, in the order of worker.store.keys.SCHEDULES
+-- KEYS[#KEYS] the data epoch (written here if missing: the first record a Redis holds,
+--          a producer's included, dates it — so a missing epoch beside jobs means a loss)
 -- ARGV[1]  the plan, JSON:
 --   job_id, state      the new job's id and first state ('queued' or 'rejected')
 --   fields             [k, v, ...] (pre-encoded strings)
@@ -42,6 +44,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'exists', plan.job_id, stamp}
 end
 
+redis.call('SET', KEYS[#KEYS], stamp, 'NX')
 redis.call('HSET', KEYS[1], 'job_id', plan.job_id, 'state', plan.state, 'created_at', stamp,
            'updated_at', stamp, plan.state .. '_at', stamp, 'fp', plan.fingerprint)
 if #plan.fields > 0 then redis.call('HSET', KEYS[1], unpack(plan.fields)) end
