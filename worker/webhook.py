@@ -34,6 +34,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,8 @@ MAX_BODY_BYTES = 64 * 1024
 _FIELDS = ("signature", "dataEncrypt", "timestamp", "nonce")
 #: A poller thread's wait for a detail-rate slot; past it the job is polled instead.
 DETAIL_MAX_BLOCK_SECONDS = 1.0
+#: A receiver that reaches Redis says so this often (its word lasts three beats).
+RECEIVER_BEAT_SECONDS = 5.0
 #: Timestamps are epoch milliseconds: 13 digits today; more than 16 is not a timestamp.
 _MAX_TIMESTAMP = 10**16
 _MAX_FIELD = 128
@@ -442,12 +445,25 @@ def limits(settings: Settings) -> Limits:
     )
 
 
+def _heartbeat(rt: Runtime) -> None:
+    """Say, every ``RECEIVER_BEAT_SECONDS`` while Redis answers, that a receiver is up:
+    the sweeper counts an ambiguous job's grace from then (``receiver_up_since``)."""
+    while True:
+        try:
+            rt.store.guards.receiver_alive(ttl=3 * RECEIVER_BEAT_SECONDS)
+        except Exception:  # Redis away: the word lapses, which is the point
+            log.warning("webhook receiver cannot reach Redis", exc_info=False)
+        time.sleep(RECEIVER_BEAT_SECONDS)
+
+
 def _load_in_worker(host: str, port: int) -> WebhookApp:
-    """Runs in the gunicorn worker process: the app, its Runtime and the metrics server
-    live where the requests are served."""
+    """Runs in the gunicorn worker process: the app, its Runtime, the metrics server and
+    the receiver's heartbeat live where the requests are served."""
     app = create_app()
     metrics_port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
     start_metrics_server(metrics_port, app.rt.store)
+    threading.Thread(target=_heartbeat, args=(app.rt,), name="receiver-heartbeat",
+                     daemon=True).start()
     log.info("webhook receiver listening",
              extra={"host": host, "port": port, "pid": os.getpid()})
     return app

@@ -477,6 +477,13 @@ def test_the_receiver_is_gunicorn_from_the_users_command(stack):
     assert master.cmdline()[-5:] == ["webhook", "--host", "127.0.0.1", "--port",
                                      str(stack.port)]
     assert len(master.children()) == 1  # one worker process: metrics stay in one registry
+    # and it says it is up (the sweeper's resubmit policy counts the grace from then)
+    from config.settings import load_settings
+    from worker.store import open_store
+
+    store = open_store(load_settings(stack.env))
+    up_since, now = store.guards.receiver_up_since()
+    assert up_since is not None and up_since <= now
     assert urlsplit(stack.url).path == "/webhooks/akool"
 
 
