@@ -205,6 +205,21 @@ class Jobs:
                     delays={"poll": safety_net},
                     event={"remote_id": remote_id, "reason": "bound_by_webhook"})  # fmt: skip
 
+    def revive(self, job_id: str, remote_id: str, first_poll_in: float) -> bool:
+        """``failed -> submitted`` for a job failed as ``ambiguous_submission`` whose task
+        turned out to exist (Akool created and charged it): it is followed to its real end
+        instead of staying a paid failure. The caller checked the reason (a terminal
+        record does not change); True when this call revived it."""
+        fields = {"remote_id": remote_id, "reason": None, "error": None, "ambiguous_at": None,
+                  "maybe_charged": None, "revived_from": states.REVIVABLE_REASON}  # fmt: skip
+        revived = _try(self.store, job_id, states.SUBMITTED, fields=fields,
+                       allowed=states.REVIVABLE, delays={"poll": first_poll_in},
+                       event={"remote_id": remote_id, "reason": "revived"})  # fmt: skip
+        if revived:
+            log.warning("a job failed as ambiguous is followed again: its task exists",
+                        extra={"job_id": job_id, "remote_id": remote_id})
+        return revived
+
     def back_to_queue(
         self, job_id: str, error: Mapping[str, Any], retry_in: float, reason: str = "retry"
     ) -> bool:

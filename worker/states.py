@@ -48,6 +48,12 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     REJECTED: frozenset({QUEUED}),
     CANCELLED: frozenset({QUEUED}),
 }
+#: The one way out of a terminal state: a job failed as ``ambiguous_submission`` whose
+#: task is then proven to exist (a late webhook, Akool's detail agreeing; or a spooled
+#: create) goes back to ``submitted`` and is followed to its real end. Only
+#: :meth:`worker.jobs.Jobs.revive` makes this move.
+REVIVABLE: Final = frozenset({FAILED})
+REVIVABLE_REASON: Final = "ambiguous_submission"
 
 
 #: Schedules (Redis sorted sets of the store) and the states whose jobs each may hold.

@@ -353,7 +353,9 @@ class WebhookApp:
             if self.trust_payload:
                 return self._store(job_id, _task_from_payload(payload), nonce)
             return self._confirm(job_id, remote_id, status, nonce)
-        if record is None or record["state"] != states.SUBMITTING:
+        revivable = record is not None and record["state"] in states.REVIVABLE and record.get(
+            "reason") == states.REVIVABLE_REASON  # failed as ambiguous: a late binding
+        if record is None or (record["state"] != states.SUBMITTING and not revivable):
             return self._done(nonce)
         task: Task | None = _task_from_payload(payload) if self.trust_payload else None
         if not self.trust_payload:
@@ -370,6 +372,12 @@ class WebhookApp:
                 return self._done(nonce)
             task = answer
         assert task is not None
+        if revivable:
+            if not self.rt.jobs.revive(job_id, remote_id,
+                                       self.rt.settings.safety_net_poll_seconds):  # fmt: skip
+                return self._done(nonce)
+            WEBHOOK_CONFIRMATIONS.labels("revived").inc()
+            return self._store(job_id, task, nonce)
         if not self.rt.jobs.bind_by_webhook(
             job_id, remote_id, self.rt.settings.safety_net_poll_seconds
         ):

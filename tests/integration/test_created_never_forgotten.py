@@ -152,28 +152,36 @@ def test_a_worker_stopped_during_the_outage_hands_the_task_to_the_next(slow_sand
         server.stop()
 
 
-def test_a_spooled_task_whose_job_already_failed_is_an_alerted_paid_but_failed(
-        redis_server, tmp_path):
-    """The spool was applied after the job had failed as lost mid-create: Akool charged a
-    task nobody follows. It is named on the record, alerted in the stream, counted."""
+def test_a_spooled_task_whose_job_already_failed_is_revived_or_alerted(redis_server,
+                                                                       tmp_path):
+    """The spool was applied after the job had failed. Failed as lost mid-create
+    (``ambiguous_submission``): its task exists after all, so the job is followed again to
+    its real end. Failed for another reason (an operator's): Akool charged a task nobody
+    follows — named on the record, alerted in the stream (``paid_but_failed``), counted."""
     from worker.store.keys import Keys
 
     settings = load_settings({"HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
                               "HEADSWAP_SPOOL_DIR": str(tmp_path / "spool")})
     rt = Runtime(settings, RecordingDispatcher())
     fields = record_fields(JOB)
-    rt.store.create("pbf-1", fields, fingerprint=job_fingerprint(fields))
-    rt.jobs.claim_for_submit("pbf-1", 1, 0)
-    assert rt.jobs.fail("pbf-1", "ambiguous_submission")
-    rt.spool.put("pbf-1", "r" * 24, 1, 4.0, time.time())
-    assert apply_spool(rt) == 1
-    record = rt.store.get("pbf-1")
-    assert record["state"] == states.FAILED and record["unbound_remote_id"] == "r" * 24
+    for job_id, reason in (("amb-1", "ambiguous_submission"), ("op-1", "operator")):
+        rt.store.create(job_id, fields, fingerprint=job_fingerprint(fields))
+        rt.jobs.claim_for_submit(job_id, 1, 0)
+        assert rt.jobs.fail(job_id, reason, maybe_charged=reason != "operator")
+    rt.spool.put("amb-1", "a" * 24, 1, 4.0, time.time())
+    rt.spool.put("op-1", "o" * 24, 1, 4.0, time.time())
+    assert apply_spool(rt) == 2
+    revived = rt.store.get("amb-1")
+    assert revived["state"] == states.SUBMITTED and revived["remote_id"] == "a" * 24
+    assert "reason" not in revived and "maybe_charged" not in revived
+    assert rt.store.job_for_remote("a" * 24) == "amb-1"
+    paid = rt.store.get("op-1")
+    assert paid["state"] == states.FAILED and paid["unbound_remote_id"] == "o" * 24
     client = redis_client(settings)
     alerts = [f for _, f in client.xrange(Keys(settings.key_prefix).events)
               if f.get("alert") == "paid_but_failed"]
     client.close()
-    assert alerts == [{"alert": "paid_but_failed", "job_id": "pbf-1", "remote_id": "r" * 24,
+    assert alerts == [{"alert": "paid_but_failed", "job_id": "op-1", "remote_id": "o" * 24,
                        "state": "failed"}]
     assert rt.spool.entries() == []
     assert apply_spool(rt) == 0  # applied once: nothing left, nothing alerted twice

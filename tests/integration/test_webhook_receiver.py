@@ -291,6 +291,39 @@ def test_an_ambiguous_create_is_bound_only_to_a_task_akool_knows_for_that_job(st
     assert producer.store.job_for_remote(foreign) is None
 
 
+def test_a_late_webhook_turns_a_job_failed_as_ambiguous_into_the_success_it_was(
+        stack, sb, producer):
+    """Issue 12: a job failed as ``ambiguous_submission`` (``maybe_charged``) whose task
+    Akool did create is followed again when its delivery finally comes — confirmed by
+    Akool's detail, as any binding — and ends ``succeeded`` with Akool's URL."""
+    from worker.jobs import Jobs
+
+    # Given an ambiguous create whose grace ran out: the job failed, maybe charged
+    message = job("late-bind")
+    producer.analyze(message["video_url"])
+    key = producer.store.keys.analysis(message["video_url"])
+    wait_until(lambda: stack.redis.hget(key, "status") == "completed", 15, what="analysis")
+    sb.config(webhooks=False, hang_ratio=1.0, hang_seconds=2)
+    job_id = producer.submit(**message)
+    wait_until(lambda: (producer.get(job_id) or {}).get("ambiguous_at"), 15,
+               what="the create to turn ambiguous")
+    sb.config(hang_ratio=0.0)
+    assert Jobs(producer.store).fail(job_id, "ambiguous_submission", maybe_charged=True)
+    # And the task Akool made for it (its create went through after our timeout)
+    task_id = sb.call("POST", "/v4/headswap/task/create", json={
+        "video_url": message["video_url"], "mappings": message["mappings"],
+        "model_name": "akool-premium", "resolution": "720p"}).json()["data"]["_id"]
+    truth = sb.wait_task(task_id)
+    # When its delivery arrives late, naming our job
+    d = sealed(sb, {"_id": task_id, "status": 3, "url": EVIL})
+    assert requests.post(f"{stack.url}?job_id={job_id}", json=d, timeout=10).status_code == 200
+    # Then the job is the success it was, with Akool's URL, not the payload's
+    record = producer.wait(job_id, timeout=20)
+    assert record["state"] == "succeeded" and record["remote_id"] == task_id
+    assert record["output_url"] == truth["video_url"] != EVIL
+    assert record["revived_from"] == "ambiguous_submission" and "maybe_charged" not in record
+
+
 # --- 3. the server holds up -----------------------------------------------------------------
 def _worker_process(stack):
     master = psutil.Process(stack.webhooks[0].pid)
