@@ -34,7 +34,6 @@ def sandbox_for_stack():
 @pytest.fixture(scope="module")
 def stack(redis_server, sandbox_for_stack):
     with running_stack(redis_server.url, sandbox_for_stack, workers=1, beats=1) as st:
-        st.redis.flushdb()
         yield st
 
 
@@ -204,7 +203,7 @@ def test_two_beats_together_never_poll_one_task_twice_in_a_round(redis_server):
         env = {"HEADSWAP_POLL_TICK_SECONDS": "0.2", "HEADSWAP_POLL_MIN_INTERVAL_SECONDS": "0.3",
                "HEADSWAP_POLL_MAX_INTERVAL_SECONDS": "0.3"}
         with running_stack(redis_server.url, sb, workers=2, beats=2, extra_env=env) as st:
-            st.redis.flushdb()
+
             producer = producer_for(st)
             ids = [producer.submit(**job(f"beats{i}")) for i in range(30)]
             results = wait_all_terminal(producer, ids, timeout=60)
