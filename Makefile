@@ -30,6 +30,7 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run
+	HEADSWAP_MALFORMED_JOBS=10000 $(BIN)/python -m pytest -q tests/integration/test_malformed_volume.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
