@@ -249,6 +249,8 @@ def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
     result["figures"] = dict(ctx.figures)
     if sc.targets:
         result["target_misses"] = sc.targets(result)
+        if sc.fault and not ctx.log:
+            result["target_misses"].append("the fault never struck (the jobs finished first)")
     if sc.loss_allowed:
         result["loss_allowed"] = sc.loss_allowed
     if poison:

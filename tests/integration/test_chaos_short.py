@@ -30,6 +30,8 @@ def test_no_job_is_lost_or_created_twice_under_faults(scenario):
     for item in result["ambiguous_explained"]:
         assert item["akool_tasks_created"] <= 1
     assert result.get("target_misses", []) == []
+    if scenario.fault is not None:  # the fault met the jobs
+        assert result["faults"]
     if scenario.poison:  # every bad entry kept with its reason and queue, no worker lost
         assert result["dead_messages"] == result["poison"] == scenario.poison
         assert result["dead_as_expected"]
