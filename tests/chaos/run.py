@@ -19,18 +19,31 @@ from tests.chaos.harness import run_scenario, scenarios, violations
 def table(results: list[dict[str, Any]]) -> Table:
     t = Table(title="headswap chaos suite")
     for col in ("scenario", "jobs", "succeeded", "failed (by reason)", "lost", "dup creates",
-                "p50 s", "p99 s", "elapsed s", "restarts"):
+                "paid but failed", "terminal", "in flight at fault", "p50 s", "p99 s",
+                "elapsed s", "exits / restarts", "row figures"):
         t.add_column(col)
     for r in results:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(r["failed_by_reason"].items())) or "0"
         bad = r["lost"] or r["duplicate_creates"]
         style = "red" if bad else "green"
+        missed = "red" if r.get("target_misses") else "green"
         t.add_row(r["scenario"], str(r["jobs"]), str(r["succeeded"]),
                   f"{r['failed']} ({reasons})" if r["failed"] else "0",
                   f"[{style}]{r['lost']}[/]", f"[{style}]{r['duplicate_creates']}[/]",
+                  f"[{missed}]{r['paid_but_failed']}[/]", str(r["terminal"]),
+                  str(r.get("creates_in_flight_at_fault", "-")),
                   str(r["p50_s"]), str(r["p99_s"]), str(r["elapsed_s"]),
-                  str(r.get("supervisor_restarts", 0)))
+                  f"{r.get('worker_exits', 0)} / {r.get('supervisor_restarts', 0)}",
+                  row_figures(r))
     return t
+
+
+def row_figures(result: dict[str, Any]) -> str:
+    """The row's own figures (detection, alarm, probes), then any target it missed."""
+    text = ", ".join(f"{k}={v}" for k, v in result.get("figures", {}).items()
+                     if k not in ("refusal", "ack"))
+    misses = "; ".join(result.get("target_misses", []))
+    return text + (f" [red]MISSED: {misses}[/]" if misses else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="substring of scenario names to run")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    console = Console(width=150)
+    console = Console(width=220)
     results = []
     for sc in scenarios(short=args.short):
         if args.only and args.only not in sc.name:
