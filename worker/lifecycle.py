@@ -21,14 +21,14 @@ from config.settings import Settings
 from worker import breaker, health, signals, submission
 from worker.metrics import start_metrics_server
 from worker.runtime import Runtime
-from worker.store import StoreError
+from worker.store import JobStore, StoreError, open_store
 from worker.store.presence import REFRESH_SECONDS
 
 log = logging.getLogger(__name__)
 
 #: How often the watchdog looks, and when a Celery heartbeat counts as late (they come
 #: every ~2 s while the consumer runs).
-WATCHDOG_INTERVAL_SECONDS = 5.0
+WATCHDOG_INTERVAL_SECONDS = 2.0
 HEARTBEAT_LATE_SECONDS = 10.0
 
 
@@ -44,6 +44,8 @@ class Hooks:
         self.started = 0.0
         self.beat_silent = False
         self.risks: dict[str, str] | None = None
+        self._epoch_lock = threading.Lock()
+        self.evicted: int | None = None
 
     def own_logging(self, **_: Any) -> None:
         """With a receiver connected Celery leaves logging alone (otherwise it resets the
@@ -111,6 +113,10 @@ class Hooks:
             log.warning("presence record not written", extra={"error": type(exc).__name__})
 
     def check_epoch(self, epoch: float, partly_lost: bool = False) -> None:
+        with self._epoch_lock:  # the watchdog and the presence refresh both look
+            self._check_epoch(epoch, partly_lost)
+
+    def _check_epoch(self, epoch: float, partly_lost: bool) -> None:
         """A Redis that lost its data (restarted without persistence, flushed, evicted)
         looks like a healthy empty system: say so, once per loss, in every worker, and
         hold all creates (the store-lost hold) until an operator has reconciled against
@@ -153,15 +159,17 @@ class Hooks:
         does not answer (status ``waiting-for-redis``: liveness passes, readiness fails);
         late heartbeats while Redis answers are a stuck worker, left to fail liveness."""
         rt = self.runtime()
+        # Its own client: short timeouts, no retries. The store's (10 s timeout, retried)
+        # took 40 s to give up on a hung (SIGSTOPped) Redis, so the file went stale.
+        probe = open_store(self.settings, quick=True)
         waiting = False
         while not rt.stopping.wait(WATCHDOG_INTERVAL_SECONDS):
             if health.since_heartbeat() < HEARTBEAT_LATE_SECONDS:
                 waiting = False
-                self.check_beat(rt)
-                self.check_hold(rt)
+                self.look(probe)
                 continue
             try:
-                answers = rt.store.ping()
+                answers = probe.ping()
             except StoreError:
                 answers = False
             if health.watchdog_should_touch(health.since_heartbeat(), answers,
@@ -177,23 +185,41 @@ class Hooks:
                 log.warning("Redis answers again; waiting for Celery's heartbeat")
                 waiting = False
 
-    def check_hold(self, rt: Runtime) -> None:
-        """Readiness fails while creates are held because Redis lost our data."""
+    def look(self, probe: JobStore) -> None:
+        """The watchdog's rounds while Redis answers: data loss (within one round, not a
+        presence refresh), the store-lost hold (readiness), beat silence."""
         try:
-            held = rt.store.guards.held(breaker.STORE_LOST)
+            self.check_epoch(*probe.epoch_status())
+            self.check_evictions(probe.evicted_keys())
+            self.check_hold(probe)
+            self.check_beat(probe)
         except StoreError:
+            return  # Redis away: the heartbeat branch says so
+
+    def check_evictions(self, evicted: int | None) -> None:
+        """Keys evicted while this worker runs (INFO's ``evicted_keys`` grew) may be job
+        records, locks or idempotency keys: hold creates as for a loss. (The epoch key
+        itself is read every round, so LRU keeps it: it cannot tell an eviction.)"""
+        if evicted is None:
             return
+        if self.evicted is not None and evicted > self.evicted:
+            log.error("redis evicted keys: job records, locks or idempotency keys may be gone",
+                      extra={"evicted": evicted - self.evicted})
+            self.hold_store_lost(f"Redis evicted {evicted - self.evicted} keys while workers "
+                                 "ran (maxmemory-policy evicts)")
+        self.evicted = evicted
+
+    def check_hold(self, store: JobStore) -> None:
+        """Readiness fails while creates are held because Redis lost our data."""
+        held = store.guards.held(breaker.STORE_LOST)
         health.set_condition(health.STORE_LOST if held else None)
 
-    def check_beat(self, rt: Runtime) -> None:
+    def check_beat(self, store: JobStore) -> None:
         """Beat silence is an alarm, not a quiet standstill: a poll tick missing for longer
         than ``HEADSWAP_BEAT_SILENCE_SECONDS`` (server clock) is logged at ERROR, once per
         silence, by every worker; ``headswap_beat_last_tick_age_seconds`` shows it too."""
         limit = self.settings.beat_silence_seconds
-        try:
-            age = rt.store.guards.last_tick_age("poll_due")
-        except StoreError:
-            return
+        age = store.guards.last_tick_age("poll_due")
         if age is None:  # no tick ever: silent once this worker has waited long enough
             age = time.monotonic() - self.started if self.started else 0.0
         if age > limit and not self.beat_silent:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -29,11 +29,19 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
-def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
+#: The watchdog's client: it must know within seconds that Redis does not answer.
+QUICK_OPTIONS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+
+
+def redis_client(settings: Settings, *, decode: bool = True,
+                 quick: bool = False) -> redis.Redis:  # fmt: skip
     """The store's client; ``decode=False`` for one that answers bytes (dead messages).
 
     With a ``sentinel://`` URL the client asks the sentinels for the master and asks
-    again after a failover (redis-py's ``Sentinel.master_for``)."""
+    again after a failover (redis-py's ``Sentinel.master_for``). ``quick``: 2 s timeouts
+    and no retry, for a caller that asks "does Redis answer?" (the watchdog)."""
+    options = {**CLIENT_OPTIONS, **QUICK_OPTIONS} if quick else CLIENT_OPTIONS
+    retry = Retry(NoBackoff(), 0) if quick else BLIP_RETRY
     if settings.redis_url.startswith("sentinel://"):
         where = sentinel_of(settings.redis_url)
         sentinels = Sentinel(  # type: ignore[no-untyped-call]
@@ -41,8 +49,7 @@ def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
             sentinel_kwargs={"socket_timeout": 5, "socket_connect_timeout": 5})
         master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
             where.master, redis_class=redis.Redis, db=where.db, username=where.username,
-            password=where.password, decode_responses=decode, retry=BLIP_RETRY,
-            **CLIENT_OPTIONS,
+            password=where.password, decode_responses=decode, retry=retry, **options,
         )  # fmt: skip
         return master
     tls: dict[str, Any] = {}
@@ -52,14 +59,14 @@ def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
         settings.redis_url,
         **tls,
         decode_responses=decode,
-        retry=BLIP_RETRY,
-        **CLIENT_OPTIONS,
+        retry=retry,
+        **options,
     )
 
 
-def open_store(settings: Settings) -> JobStore:
+def open_store(settings: Settings, *, quick: bool = False) -> JobStore:
     return JobStore(
-        redis_client(settings),
+        redis_client(settings, quick=quick),
         settings.key_prefix,
         retention_seconds=settings.job_retention_seconds,
         idempotency_ttl=settings.idempotency_ttl_seconds,
