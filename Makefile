@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Two test processes, a file each at a time: the integration tests mostly wait on real
+# processes (Redis, the sandbox, Celery), so two halve the wall time on 2 cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tasks config tests bench

@@ -46,6 +46,7 @@ from tests.support.stack import Stack, producer_for, running_stack
 from tests.support.tcp_proxy import TcpProxy
 from worker import states
 from worker.devstack.redis_server import LocalRedis, start_redis
+from worker.devstack.sentinel import start_sentinel_group
 from worker.store import open_dead_messages
 
 FACE = "https://cdn.example.com/faces/ref.jpg"
@@ -94,6 +95,8 @@ class Scenario:
     redis_args: tuple[str, ...] = ()
     #: Akool reached through a TCP proxy the fault can close (``ctx.proxy``)
     akool_proxy: bool = False
+    #: Redis behind Sentinel (master, replica, three sentinels) instead of one server
+    sentinel: bool = False
     #: idempotency keys on the jobs (``chaos-<n>``), so a re-send is recognisable
     idempotency_keys: bool = False
     #: row-specific targets: result -> problems (besides lost and duplicate creates)
@@ -121,6 +124,8 @@ class ChaosContext:
     messages: list[dict[str, Any]] = field(default_factory=list)
     workdir: Path = field(default_factory=Path)
     proxy: Any = None
+    #: the Sentinel group (``Scenario.sentinel``)
+    sentinel: Any = None
     #: jobs in ``submitting`` at each fault instant (:func:`mark_fault`)
     in_flight: list[int] = field(default_factory=list)
     #: row-specific figures, copied into the result
@@ -187,8 +192,9 @@ def job_message(n: int, idempotency_key: bool = False) -> dict[str, Any]:
 def run_scenario(sc: Scenario, seed: int = 1) -> dict[str, Any]:
     slug = "".join(c if c.isalnum() else "-" for c in sc.name)
     workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{slug}-"))
-    redis = start_redis(appendonly=sc.appendonly, directory=workdir / "redis",
-                        extra_args=sc.redis_args)
+    group = start_sentinel_group() if sc.sentinel else None
+    redis = group.nodes[0] if group else start_redis(
+        appendonly=sc.appendonly, directory=workdir / "redis", extra_args=sc.redis_args)
     knobs = {"processing_time": [0.5, 1.5], "analysis_time": 0.2, "webhook_backoff": 0.2,
              **sc.knobs}
     proxy = None
@@ -198,29 +204,35 @@ def run_scenario(sc: Scenario, seed: int = 1) -> dict[str, Any]:
             if sc.akool_proxy:
                 proxy = TcpProxy(int(sb.url.rsplit(":", 1)[1].split("/")[0]))
                 env["HEADSWAP_AKOOL_BASE_URL"] = proxy.url
-            with _stack(sc, redis, sb, workdir, env) as st:
-                return _drive(sc, st, sb, redis, seed, workdir, proxy)
+            if group:
+                env["HEADSWAP_REDIS_MIN_REPLICAS"] = "1"
+            url = group.url() if group else redis.url
+            with _stack(sc, url, sb, workdir, env) as st:
+                return _drive(sc, st, sb, redis, seed, workdir, proxy, group)
     finally:
         if proxy:
             proxy.stop()
-        redis.stop()
+        if group:
+            group.stop()
+        else:
+            redis.stop()
 
 
 @contextlib.contextmanager
-def _stack(sc: Scenario, redis: LocalRedis, sb: SandboxProcess, workdir: Path,
+def _stack(sc: Scenario, redis_url: str, sb: SandboxProcess, workdir: Path,
            extra: dict[str, str]) -> Iterator[Stack]:
     # The spool and heartbeat file of this scenario's own (the defaults live in /tmp and
     # would be shared with every other stack on the machine).
     env = {**CHAOS_ENV, "HEADSWAP_SPOOL_DIR": str(workdir / "spool"),
            "HEADSWAP_HEARTBEAT_FILE": str(workdir / "heartbeat"), **sc.env, **extra}
     port = free_port() if sc.webhook else None
-    with running_stack(redis.url, sb, workers=sc.workers, beats=sc.beats,
+    with running_stack(redis_url, sb, workers=sc.workers, beats=sc.beats,
                        concurrency=sc.concurrency, extra_env=env, webhook_port=port) as st:
         yield st
 
 
 def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
-           seed: int, workdir: Path, proxy: Any) -> dict[str, Any]:
+           seed: int, workdir: Path, proxy: Any, group: Any = None) -> dict[str, Any]:
     producer = producer_for(st)
     messages = [job_message(n, sc.idempotency_keys) for n in range(sc.jobs)]
     poison = poison_entries(sc.poison)
@@ -228,7 +240,7 @@ def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
     ids = _submit_interleaved(producer, st, messages, poison)
     ctx = ChaosContext(st, sb, redis, threading.Event(), random.Random(seed),
                        producer=producer, ids=ids, messages=messages, workdir=workdir,
-                       proxy=proxy)
+                       proxy=proxy, sentinel=group)
     injector = threading.Thread(target=sc.fault, args=(ctx,), daemon=True) if sc.fault else None
     if injector:
         injector.start()

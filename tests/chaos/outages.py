@@ -442,6 +442,27 @@ def _all(*checks: Callable[[dict[str, Any]], list[str]]) -> Callable[[dict[str, 
     return check
 
 
+def sentinel_failover(after: float) -> Fault:
+    """kill -9 the Sentinel master with creates in flight; the sentinels promote the
+    replica; the old master comes back as a replica (until then, with
+    HEADSWAP_REDIS_MIN_REPLICAS=1, no create is sent: the lock could not be replicated)."""
+    def fault(ctx: ChaosContext) -> None:
+        if not _when_creating(ctx, after):
+            return
+        mark_fault(ctx)
+        t0 = time.monotonic()
+        with ctx.redis_lock:
+            old = ctx.sentinel.kill_master()
+            ctx.log.append(f"kill -9 the master on port {old}")
+            new = ctx.sentinel.wait_failover(old)
+            ctx.figures["failover_s"] = _since(t0)
+            ctx.log.append(f"sentinels promoted port {new}")
+            ctx.sentinel.restart_killed()
+            ctx.figures["replica_back_s"] = _since(t0)
+            ctx.log.append(f"port {old} back as a replica")
+    return fault
+
+
 # --- the rows ---------------------------------------------------------------------------------
 
 RESUBMIT = {"HEADSWAP_AMBIGUOUS_POLICY": "resubmit"}
@@ -500,6 +521,10 @@ def scenarios(short: bool = False) -> list[Scenario]:
         Scenario("beat stopped 40s", jobs=200,
                  env={"HEADSWAP_BEAT_SILENCE_SECONDS": str(BEAT_SILENCE)},
                  fault=beat_stopped(3, 40), deadline=180, targets=_beat_alarm(BEAT_SILENCE)),
+        Scenario("sentinel failover: master killed -9 mid-load (REDIS_MIN_REPLICAS=1)",
+                 jobs=300, sentinel=True, knobs={"latency": [0.3, 1.0]},
+                 fault=sentinel_failover(3), deadline=180,
+                 targets=_all(_pbf_within_in_flight, _no_exits)),
         Scenario("redis restart under load, creates in flight (kombu reconnect)", jobs=300,
                  appendonly=True, knobs={"latency": [1.0, 2.0]}, fault=redis_down(4, 3),
                  deadline=150, targets=_all(_no_exits, _pbf_within_in_flight)),

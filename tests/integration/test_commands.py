@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,9 +30,12 @@ JOB = {"video_url": "https://cdn.example.com/cli.mp4?duration=4", "resolution": 
 
 
 def cli_env(redis_url: str, sandbox, **extra: str) -> dict[str, str]:
-    """What the commands below see: the fast test timings, the sandbox, JSON logs."""
+    """What the commands below see: the fast test timings, the sandbox, JSON logs, and a
+    spool and heartbeat file of their own (the /tmp defaults are shared machine-wide)."""
+    own = Path(tempfile.mkdtemp(prefix="headswap-cli-"))
     return {**FAST, **sandbox_env(sandbox), "HEADSWAP_REDIS_URL": redis_url,
-            "HEADSWAP_LOG_FORMAT": "json",
+            "HEADSWAP_LOG_FORMAT": "json", "HEADSWAP_SPOOL_DIR": str(own / "spool"),
+            "HEADSWAP_HEARTBEAT_FILE": str(own / "heartbeat"),
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra}
 
 

@@ -31,8 +31,10 @@ def job(n: int) -> dict:
 
 def test_a_master_killed_mid_load_loses_no_job_and_creates_none_twice(sandbox, tmp_path):
     group = start_sentinel_group()
+    # A failover loses the writes the replica had not yet received — a submit message
+    # among them: the job's record is on the wake-up schedule and re-sent after 5 s.
     env = cli_env(group.url(), sandbox, HEADSWAP_REDIS_MIN_REPLICAS="1",
-                  HEADSWAP_REDIS_REPLICA_WAIT_MS="500")
+                  HEADSWAP_REDIS_REPLICA_WAIT_MS="500", HEADSWAP_RESEND_AFTER_SECONDS="5")
     sandbox.config(processing_time=1.0, analysis_time=0.0, latency=0.1)
     producer = Producer(load_settings(env))
     beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,

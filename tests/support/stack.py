@@ -74,11 +74,12 @@ _next_db = iter(range(1, DATABASES))
 def fresh_db_url(redis_url: str) -> str:
     """The same server, a database no other stack of this session uses: stacks that
     overlap (module fixtures) can never consume each other's queues."""
-    base = redis_url.rsplit("/", 1)[0]
+    url, _, query = redis_url.partition("?")  # a sentinel:// URL names its master there
+    base = url.rsplit("/", 1)[0]
     db = next(_next_db, None)
     if db is None:
         raise RuntimeError(f"all {DATABASES - 1} test databases are in use; raise DATABASES")
-    return f"{base}/{db}"
+    return f"{base}/{db}" + (f"?{query}" if query else "")
 
 
 @contextmanager
@@ -93,6 +94,10 @@ def running_stack(redis_url: str, sandbox: Any, *, workers: int = 1, beats: int 
         **(extra_env or {}),
     }
     workdir = Path(tempfile.mkdtemp(prefix="headswap-stack-"))
+    # The spool and heartbeat file of this stack's own: the defaults live in /tmp, shared
+    # with every other stack of the machine (two test processes run at once).
+    env.setdefault("HEADSWAP_SPOOL_DIR", str(workdir / "spool"))
+    env.setdefault("HEADSWAP_HEARTBEAT_FILE", str(workdir / "heartbeat"))
     if webhook_port:
         env.setdefault("HEADSWAP_WEBHOOK_PUBLIC_URL", f"http://127.0.0.1:{webhook_port}")
     stack = Stack(redis_url, env, workdir)
