@@ -4,16 +4,14 @@ so a test can see what a receiver connected in the worker process would see."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-import redis
-
+from config.settings import get_settings
 from worker import signals
+from worker.store import redis_client
 
-_tls = {"ssl_ca_certs": os.environ["HEADSWAP_REDIS_CA_FILE"]} if os.environ.get(
-    "HEADSWAP_REDIS_CA_FILE") else {}
-_redis = redis.Redis.from_url(os.environ["HEADSWAP_REDIS_URL"], decode_responses=True, **_tls)
+# The store's own client: redis://, rediss:// (with its CA) and sentinel:// alike.
+_redis = redis_client(get_settings())
 
 
 def _recorder(name: str) -> Any:
