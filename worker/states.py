@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 QUEUED: Final = "queued"
 SUBMITTING: Final = "submitting"
@@ -54,6 +54,11 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
 #: :meth:`worker.jobs.Jobs.revive` makes this move.
 REVIVABLE: Final = frozenset({FAILED})
 REVIVABLE_REASON: Final = "ambiguous_submission"
+
+
+def revivable(record: Mapping[str, Any]) -> bool:
+    """A record :meth:`worker.jobs.Jobs.revive` may move back to ``submitted``."""
+    return record.get("state") in REVIVABLE and record.get("reason") == REVIVABLE_REASON
 
 
 #: Schedules (Redis sorted sets of the store) and the states whose jobs each may hold.

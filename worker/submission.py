@@ -320,8 +320,7 @@ def settle_created(rt: Runtime, job_id: str, task: Task, first_poll: float) -> b
     if record.get("remote_id") == task.remote_id or record.get(
             "unbound_remote_id") == task.remote_id:  # fmt: skip
         return False
-    if (record["state"] in states.REVIVABLE and record.get("reason") == states.REVIVABLE_REASON
-            and rt.jobs.revive(job_id, task.remote_id, first_poll)):
+    if states.revivable(record) and rt.jobs.revive(job_id, task.remote_id, first_poll):
         return True  # failed as lost mid-create; its task exists: followed to its end
     alert = "paid_but_failed" if record["state"] == states.FAILED else "unbound_create"
     rt.store.update(job_id, {"unbound_remote_id": task.remote_id})

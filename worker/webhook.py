@@ -353,8 +353,7 @@ class WebhookApp:
             if self.trust_payload:
                 return self._store(job_id, _task_from_payload(payload), nonce)
             return self._confirm(job_id, remote_id, status, nonce)
-        revivable = record is not None and record["state"] in states.REVIVABLE and record.get(
-            "reason") == states.REVIVABLE_REASON  # failed as ambiguous: a late binding
+        revivable = record is not None and states.revivable(record)  # a late binding
         if record is None or (record["state"] != states.SUBMITTING and not revivable):
             return self._done(nonce)
         task: Task | None = _task_from_payload(payload) if self.trust_payload else None

@@ -260,11 +260,9 @@ def test_when_akool_cannot_confirm_the_job_is_polled_at_once(stack, sb, producer
     assert record["output_url"] != EVIL
 
 
-def test_an_ambiguous_create_is_bound_only_to_a_task_akool_knows_for_that_job(stack, sb,
-                                                                            producer):
-    # Given an ambiguous create (its answer came after our 1 s read timeout) whose own
-    # webhook never arrives
-    message = job("bind")
+def _ambiguous(stack, sb, producer, message) -> str:
+    """Submit ``message`` and let its create turn ambiguous: its answer comes after our
+    1 s read timeout, and no webhook of its own arrives. Its job id."""
     producer.analyze(message["video_url"])
     key = producer.store.keys.analysis(message["video_url"])
     wait_until(lambda: stack.redis.hget(key, "status") == "completed", 15, what="analysis")
@@ -273,6 +271,15 @@ def test_an_ambiguous_create_is_bound_only_to_a_task_akool_knows_for_that_job(st
     wait_until(lambda: (producer.get(job_id) or {}).get("ambiguous_at"), 15,
                what="the create to turn ambiguous")
     sb.config(hang_ratio=0.0)
+    return job_id
+
+
+def test_an_ambiguous_create_is_bound_only_to_a_task_akool_knows_for_that_job(stack, sb,
+                                                                            producer):
+    # Given an ambiguous create (its answer came after our 1 s read timeout) whose own
+    # webhook never arrives
+    message = job("bind")
+    job_id = _ambiguous(stack, sb, producer, message)
     # And a task of someone else's video that we never created
     other_video = "https://cdn.example.com/rx/foreign.mp4?duration=4"
     sb.analyze(other_video)
@@ -300,14 +307,7 @@ def test_a_late_webhook_turns_a_job_failed_as_ambiguous_into_the_success_it_was(
 
     # Given an ambiguous create whose grace ran out: the job failed, maybe charged
     message = job("late-bind")
-    producer.analyze(message["video_url"])
-    key = producer.store.keys.analysis(message["video_url"])
-    wait_until(lambda: stack.redis.hget(key, "status") == "completed", 15, what="analysis")
-    sb.config(webhooks=False, hang_ratio=1.0, hang_seconds=2)
-    job_id = producer.submit(**message)
-    wait_until(lambda: (producer.get(job_id) or {}).get("ambiguous_at"), 15,
-               what="the create to turn ambiguous")
-    sb.config(hang_ratio=0.0)
+    job_id = _ambiguous(stack, sb, producer, message)
     assert Jobs(producer.store).fail(job_id, "ambiguous_submission", maybe_charged=True)
     # And the task Akool made for it (its create went through after our timeout)
     task_id = sb.call("POST", "/v4/headswap/task/create", json={
