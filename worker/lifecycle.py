@@ -44,7 +44,6 @@ class Hooks:
         self.started = 0.0
         self.beat_silent = False
         self.risks: dict[str, str] | None = None
-        self._epoch_lock = threading.Lock()
         self.evicted: int | None = None
 
     def own_logging(self, **_: Any) -> None:
@@ -106,17 +105,12 @@ class Hooks:
             return
         try:
             store = self.runtime().store
-            self.check_epoch(*store.epoch_status())
             store.workers.announce(self.hostname, os.getpid())
             self.announced_at = time.monotonic()
         except StoreError as exc:  # the next heartbeat tries again
             log.warning("presence record not written", extra={"error": type(exc).__name__})
 
     def check_epoch(self, epoch: float, partly_lost: bool = False) -> None:
-        with self._epoch_lock:  # the watchdog and the presence refresh both look
-            self._check_epoch(epoch, partly_lost)
-
-    def _check_epoch(self, epoch: float, partly_lost: bool) -> None:
         """A Redis that lost its data (restarted without persistence, flushed, evicted)
         looks like a healthy empty system: say so, once per loss, in every worker, and
         hold all creates (the store-lost hold) until an operator has reconciled against
@@ -163,6 +157,7 @@ class Hooks:
         # took 40 s to give up on a hung (SIGSTOPped) Redis, so the file went stale.
         probe = open_store(self.settings, quick=True)
         waiting = False
+        self.look(probe)  # the epoch as this worker first sees it, at once
         while not rt.stopping.wait(WATCHDOG_INTERVAL_SECONDS):
             if health.since_heartbeat() < HEARTBEAT_LATE_SECONDS:
                 waiting = False

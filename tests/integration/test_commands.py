@@ -148,7 +148,7 @@ def test_a_redis_that_lost_its_data_holds_creates_until_an_operator_acks(
     """Redis restarted without persistence once left 'a healthy empty system' in
     `headswap stats` and not one log line, and producers re-sending with the same
     idempotency keys created (and paid for) 24 tasks twice (issue 12). Now each worker
-    says it (within a presence refresh, 15 s), holds every create, fails readiness and
+    says it (within a watchdog round, 2 s), holds every create, fails readiness and
     streams an alert, until `headswap store-lost --ack`."""
     env = cli_env(fresh_db_url(redis_server.url), sandbox,
                   HEADSWAP_HEARTBEAT_FILE=str(tmp_path / "heartbeat"))
