@@ -130,6 +130,11 @@ class Settings:
     #: probe asks Akool again; doubled per failed probe up to the maximum.
     akool_breaker_pause_seconds: float = 5.0
     akool_breaker_pause_max_seconds: float = 60.0
+    #: HEADSWAP_AKOOL_SLOW_CREATE_SECONDS: while one of a worker process's creates has
+    #: waited this long for its answer, that process sends no new create (0 = half the
+    #: read timeout). A create that slow is the first sign of a hung Akool, one read
+    #: timeout before the breaker can count it.
+    akool_slow_create_seconds: float = 0.0
     #: HEADSWAP_RETRY_BACKOFF_MAX_SECONDS: cap of the exponential backoff between attempts.
     retry_backoff_max_seconds: int = 120
 
@@ -231,6 +236,11 @@ class Settings:
     log_format: str = "json"
     #: HEADSWAP_LOG_LEVEL
     log_level: str = "INFO"
+
+    @property
+    def slow_create_seconds(self) -> float:
+        """How long a create may wait for its answer before its process sends no more."""
+        return self.akool_slow_create_seconds or self.read_timeout / 2
 
     @property
     def longest_call_seconds(self) -> float:
@@ -416,6 +426,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "akool_breaker_pause_max_seconds": env.float(
             "AKOOL_BREAKER_PAUSE_MAX_SECONDS", d.akool_breaker_pause_max_seconds,
             validate=_POSITIVE,
+        ),
+        "akool_slow_create_seconds": env.float(
+            "AKOOL_SLOW_CREATE_SECONDS", d.akool_slow_create_seconds, validate=Range(0)
         ),
         "submit_max_retries": env.int(
             "SUBMIT_MAX_RETRIES", d.submit_max_retries, validate=Range(0, 10_000)

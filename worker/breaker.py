@@ -15,6 +15,18 @@ credits one:
   themselves; no answer reopens it for twice the pause (up to
   ``HEADSWAP_AKOOL_BREAKER_PAUSE_MAX_SECONDS``). The others wait a moment.
 - **closed**: any create that is answered forgets the failures.
+- **suspect** (fewer failures than the threshold, none answered since): before the next
+  create, one probe asks first. A thread freed by its own read timeout used to pick the
+  next job and send its create into the same hung API before the count reached the
+  threshold; now an unanswered create makes the fleet ask a free question first, and an
+  answer lets creates go for a read timeout (``{p}:circuit:akool-answered``) while the
+  count goes on (answered creates end it, more failures open the breaker).
+
+One read timeout is still blind: a create that starts just after Akool froze is only
+counted when its own timeout expires. So each worker process also watches its own creates
+on the wire (:class:`OnTheWire`): while one has waited ``HEADSWAP_AKOOL_SLOW_CREATE_SECONDS``
+(half the read timeout) for its answer, that process starts no new create. Per process, so
+a worker killed mid-create cannot stall the fleet.
 
 The state is data in Redis (``{p}:circuit:akool``, ``{p}:failures:akool``) on the server's
 clock; reading it costs nothing extra (the same round trip as the credits pause).
@@ -23,6 +35,10 @@ clock; reading it costs nothing extra (the same round trip as the credits pause)
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from config.settings import Settings
@@ -51,18 +67,62 @@ class Gate:
     #: Set while Redis is known to have lost our data (see ``worker.lifecycle``): no
     #: creates until an operator reconciles and runs ``headswap store-lost --ack``.
     store_lost: float | None = None
+    #: Seconds left of the go-ahead a probe gave after the last failure (suspect state).
+    answered: float | None = None
 
 
 #: The hold opened when Redis lost our data.
 STORE_LOST = "store-lost"
+#: Set for a read timeout when a probe was answered while failures were counted.
+ANSWERED = "akool-answered"
 
 
 def read(store: JobStore) -> Gate:
-    """The credits pause, the store-lost hold, the breaker's pause and its failures: one
-    round trip."""
-    (credits, akool, lost), failures = store.guards.circuits(
-        ("credits", NAME, STORE_LOST), NAME)  # fmt: skip
-    return Gate(wait=akool, credits_paused=credits, failures=failures, store_lost=lost)
+    """The credits pause, the store-lost hold, the breaker's pause, the probe's go-ahead and
+    the failures: one round trip."""
+    (credits, akool, lost, answered), failures = store.guards.circuits(
+        ("credits", NAME, STORE_LOST, ANSWERED), NAME)  # fmt: skip
+    return Gate(wait=akool, credits_paused=credits, failures=failures, store_lost=lost,
+                answered=answered)  # fmt: skip
+
+
+class OnTheWire:
+    """This process's creates waiting for their answer, by start time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: dict[int, float] = {}
+        self._next = 0
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        with self._lock:
+            token, self._next = self._next, self._next + 1
+            self._started[token] = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._started[token]
+
+    def longest_wait(self) -> float:
+        """Seconds the oldest create on the wire has waited (0 with none)."""
+        with self._lock:
+            oldest = min(self._started.values(), default=None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+
+#: The creates of this process (one per worker process: threads share it).
+ON_THE_WIRE = OnTheWire()
+
+
+def slow_hold(settings: Settings, wire: OnTheWire = ON_THE_WIRE) -> float | None:
+    """Seconds to wait when one of this process's creates is slow to answer, else None."""
+    if not settings.akool_breaker_failures:
+        return None
+    if wire.longest_wait() < settings.slow_create_seconds:
+        return None
+    return settings.slow_create_seconds / 2 + full_jitter(1.0)
 
 
 def admit(store: JobStore, client: AkoolClient, settings: Settings, gate: Gate) -> float | None:
@@ -70,7 +130,10 @@ def admit(store: JobStore, client: AkoolClient, settings: Settings, gate: Gate) 
     if gate.wait:
         return gate.wait + full_jitter(1.0)
     threshold = settings.akool_breaker_failures
-    if not threshold or gate.failures < threshold:
+    if not threshold or not gate.failures:
+        return None
+    suspect = gate.failures < threshold
+    if suspect and gate.answered:  # a probe was answered since the last failure
         return None
     token = store.guards.lock("probe", NAME, settings.read_timeout + settings.connect_timeout)
     if token is None:  # another worker is asking Akool right now
@@ -81,7 +144,10 @@ def admit(store: JobStore, client: AkoolClient, settings: Settings, gate: Gate) 
         except AkoolError as exc:
             if exc.unreachable:
                 return _failed(store, settings, probe=True)
-        closed(store)
+        if suspect:  # the failures go on counting; answered creates will end them
+            store.guards.open_circuit(ANSWERED, settings.read_timeout)
+        else:
+            closed(store)
         return None
     finally:
         store.guards.unlock("probe", NAME, token)

@@ -144,6 +144,11 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         metrics.RATE_LIMIT_WAITS.labels("akool_breaker").inc()
         rt.jobs.postpone(job_id, hold)
         return Outcome("waiting", job_id, retry_in=hold)
+    slow = breaker.slow_hold(rt.settings)
+    if slow is not None:  # one of our creates waits for its answer: Akool may be hung
+        metrics.RATE_LIMIT_WAITS.labels("akool_slow").inc()
+        rt.jobs.postpone(job_id, slow)
+        return Outcome("waiting", job_id, retry_in=slow)
     try:
         gate = analysis.gate(rt, record)
     except AkoolFatal as exc:  # our own trouble (auth...), not a verdict on the video
@@ -200,7 +205,8 @@ def _create(rt: Runtime, record: dict[str, Any], failures: int, now: float) -> O
     job_id = record["job_id"]
     request = create_request(rt, record)
     try:
-        task = rt.akool.create_task(request)
+        with breaker.ON_THE_WIRE.sending():
+            task = rt.akool.create_task(request)
     except AkoolRetryable as exc:
         if exc.unreachable:
             breaker.failed(rt.store, rt.settings)
