@@ -112,7 +112,8 @@ def _binding_still_possible(rt: Runtime, record: dict[str, Any]) -> float:
     the sandbox gave up its retries, the grace ran out and 7 jobs were created twice. So
     the grace counts from the later of the ambiguity and the moment the receiver last
     became reachable (``receiver_up_since``), and while no receiver is reachable the
-    policy waits."""
+    policy waits. A receiver that answered 503 to a binding it could not confirm (Akool's
+    detail hung) starts that clock again: to this policy it was not there."""
     if not rt.settings.webhook_public_url:
         return 0.0
     up_since, now = rt.store.guards.receiver_up_since()

@@ -361,7 +361,10 @@ class WebhookApp:
             answer = self._detail(remote_id)
             if answer is None:
                 WEBHOOK_CONFIRMATIONS.labels("unavailable").inc()
-                return _json(503, error="temporarily unavailable")  # only this delivery knows
+                # Only this delivery knows the binding; if Akool gives up its retries, a
+                # resubmit must not count this refusal as a receiver that was reachable.
+                self.rt.store.guards.receiver_turned_away(ttl=3 * RECEIVER_BEAT_SECONDS)
+                return _json(503, error="temporarily unavailable")
             source = (record.get("request") or {}).get("video_url")
             if (not isinstance(answer, Task) or answer.remote_id != remote_id
                     or answer.source_video_url != source):

@@ -266,6 +266,9 @@ def _ambiguous(stack, sb, producer, message) -> str:
     producer.analyze(message["video_url"])
     key = producer.store.keys.analysis(message["video_url"])
     wait_until(lambda: stack.redis.hget(key, "status") == "completed", 15, what="analysis")
+    # An earlier test's ambiguous create counted toward the breaker: while it counts, a
+    # create waits for a probe's answer, and a hung sandbox would never give one.
+    producer.store.guards.breaker_reset("akool")
     sb.config(webhooks=False, hang_ratio=1.0, hang_seconds=2)
     job_id = producer.submit(**message)
     wait_until(lambda: (producer.get(job_id) or {}).get("ambiguous_at"), 15,
@@ -323,6 +326,35 @@ def test_a_late_webhook_turns_a_job_failed_as_ambiguous_into_the_success_it_was(
     assert record["output_url"] == truth["video_url"] != EVIL
     assert record["revived_from"] == "ambiguous_submission" and "maybe_charged" not in record
 
+
+
+def test_a_binding_refused_for_want_of_akool_restarts_the_resubmit_grace(stack, sb,
+                                                                          producer):
+    """The full chaos row (Akool frozen, webhook on, resubmit): bindings answered 503
+    while Akool's detail hung, the sandbox gave up its retries, and the grace — counted
+    from a receiver that had been up all along — let 16 jobs be created twice. A 503 to a
+    delivery only it could apply now counts, for the resubmit policy, as no receiver."""
+    # Given an ambiguous create, and a receiver that has been up for a while
+    message = job("bind-refused")
+    job_id = _ambiguous(stack, sb, producer, message)
+    task_id = sb.call("POST", "/v4/headswap/task/create", json={
+        "video_url": message["video_url"], "mappings": message["mappings"],
+        "model_name": "akool-premium", "resolution": "720p"}).json()["data"]["_id"]
+    sb.wait_task(task_id)
+    up_before, _ = producer.store.guards.receiver_up_since()
+    # When its delivery comes while Akool's detail does not answer (read timeout 1 s)
+    sb.config(hang_ratio=1.0, hang_seconds=2)
+    try:
+        d = sealed(sb, {"_id": task_id, "status": 3, "url": EVIL})
+        r = requests.post(f"{stack.url}?job_id={job_id}", json=d, timeout=10)
+    finally:
+        sb.config(hang_ratio=0.0)
+    # Then Akool is asked to retry, and the receiver counts as up only from now
+    assert r.status_code == 503
+    up_after, now = producer.store.guards.receiver_up_since()
+    assert up_before is not None and up_after is not None
+    assert up_after > up_before and now - up_after < 5
+    assert producer.get(job_id)["state"] == "submitting"
 
 # --- 3. the server holds up -----------------------------------------------------------------
 def _worker_process(stack):
