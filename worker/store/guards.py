@@ -113,7 +113,9 @@ class Guards:
         """A receiver had to refuse a delivery only it could apply (503: Akool's detail was
         unavailable, so a binding could not be confirmed): to the resubmit policy that is
         as good as no receiver, so ``up_since`` starts again now."""
-        (secs, micros), = self._redis.pipeline(transaction=False).time().execute()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        (secs, micros), = pipe.execute()
         self._redis.set(self._keys.receiver_up_since, f"{secs + micros / 1_000_000:.3f}",
                         px=max(1, int(ttl * 1000)))  # fmt: skip
 
