@@ -62,7 +62,8 @@ class RedactingFormatter(logging.Formatter):
 def secret_values(settings: Settings) -> list[str]:
     values = [
         v.get()
-        for v in (settings.akool_api_key, settings.akool_client_secret, settings.callback_secret)
+        for v in (settings.akool_api_key, settings.akool_client_secret,
+                  *settings.callback_secrets)
     ]
     if "@" in settings.redis_url and ":" in settings.redis_url.split("@")[0].split("//")[-1]:
         values.append(settings.redis_url.split("@")[0].split("//")[-1].split(":", 1)[1])

@@ -9,6 +9,8 @@ from a Kubernetes Secret instead of living in the pod's environment.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import ipaddress
 import os
@@ -216,8 +218,10 @@ class Settings:
     webhook_request_timeout_seconds: float = 10.0
     #: HEADSWAP_WEBHOOK_KEEPALIVE_SECONDS: an idle kept-alive connection is closed after this.
     webhook_keepalive_seconds: int = 5
-    #: HEADSWAP_CALLBACK_SECRET: HMAC key for ``callback_url`` POSTs to producers.
-    callback_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: HEADSWAP_CALLBACK_SECRETS: Standard Webhooks secrets (``whsec_<base64>``, comma- or
+    #: space-separated) for ``callback_url`` POSTs: each one signs every delivery, so
+    #: during a rotation receivers holding the old or the new secret both verify.
+    callback_secrets: tuple[Secret, ...] = ()
     #: HEADSWAP_CALLBACK_MAX_ATTEMPTS: POSTs of one callback before it is dead-lettered.
     callback_max_attempts: int = 8
     #: HEADSWAP_CALLBACK_BACKOFF_BASE_SECONDS: delay before the second attempt (doubles).
@@ -267,6 +271,8 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, Secret):
                 value = "***" if value else ""
+            elif isinstance(value, tuple) and value and isinstance(value[0], Secret):
+                value = tuple("***" for _ in value)
             elif name == "redis_url":
                 value = redact_url(value)
             out[name] = value
@@ -381,6 +387,54 @@ def _cidr_list(values: list[str]) -> None:
             bad.append(value)
     if bad:
         raise ValidationError(f"not a network (CIDR): {', '.join(bad)}")
+
+
+#: The smallest callback key accepted (Standard Webhooks asks for 24 to 64 random bytes);
+#: the same rule as :func:`worker.callbacks.signing.parse_secret`, which producers load
+#: alone (config cannot import the worker's callbacks: the layers).
+_MIN_SECRET_BYTES = 24
+_SECRET_SPLIT = re.compile(r"[\s,]+")
+
+
+def _secret_items(value: str | None) -> list[str]:
+    return [item for item in _SECRET_SPLIT.split(value or "") if item]
+
+
+def _webhook_secrets(value: str) -> None:
+    """Every item a ``whsec_<base64>`` secret of at least 24 bytes (values never shown)."""
+    for n, item in enumerate(_secret_items(value), start=1):
+        where = f"secret {n}"
+        if not item.startswith("whsec_"):
+            raise ValidationError(
+                f"{where} is not in the Standard Webhooks form whsec_<base64 of 24-64 random "
+                "bytes>; make one with: python -c 'import base64,os; "
+                "print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())'"
+            )
+        try:
+            key = base64.b64decode(item.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError(f"{where}: the part after whsec_ is not base64") from None
+        if len(key) < _MIN_SECRET_BYTES:
+            raise ValidationError(
+                f"{where} holds {len(key)} bytes; at least {_MIN_SECRET_BYTES} are needed"
+            )
+
+
+def _replaced_by_callback_secrets(value: str) -> None:
+    """The variable of the old signature scheme: refused loudly rather than ignored."""
+    if value:
+        raise ValidationError(
+            "is no longer read: callbacks are signed the Standard Webhooks way (webhook-id, "
+            "webhook-timestamp, webhook-signature headers). Set HEADSWAP_CALLBACK_SECRETS="
+            "whsec_<base64 of 24-64 random bytes> instead (several, comma-separated, while "
+            "rotating), give the same secret to the producers' receivers, and unset "
+            "HEADSWAP_CALLBACK_SECRET (docs/OPERATIONS.md, Secrets)"
+        )
+
+
+def _callback_secrets(value: str | None, _old: str | None) -> tuple[Secret, ...]:
+    """The secrets in order, each once."""
+    return tuple(Secret(item) for item in dict.fromkeys(_secret_items(value)))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -512,7 +566,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "webhook_keepalive_seconds": env.int(
             "WEBHOOK_KEEPALIVE_SECONDS", d.webhook_keepalive_seconds, validate=Range(1, 600)
         ),
-        "callback_secret": Secret(env.str("CALLBACK_SECRET", "")),
+        "callback_secrets": _callback_secrets(
+            env.str("CALLBACK_SECRETS", "", validate=_webhook_secrets),
+            env.str("CALLBACK_SECRET", "", validate=_replaced_by_callback_secrets),
+        ),
         "callback_max_attempts": env.int(
             "CALLBACK_MAX_ATTEMPTS", d.callback_max_attempts, validate=Range(1, 100)
         ),

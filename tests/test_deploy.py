@@ -33,6 +33,7 @@ from packaging.utils import canonicalize_name
 from config.celery import POLL_QUEUE, SUBMIT_QUEUE
 from config.settings import Secret, Settings, load_settings
 from worker.cli import parse_args
+from worker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -87,7 +88,8 @@ def _settings_env_names() -> set[str]:
 
 def _secret_setting_names() -> set[str]:
     hints = typing.get_type_hints(Settings)
-    names = {f"HEADSWAP_{name.upper()}" for name, hint in hints.items() if hint is Secret}
+    names = {f"HEADSWAP_{name.upper()}" for name, hint in hints.items()
+             if hint is Secret or hint == tuple[Secret, ...]}
     # Not a Secret-typed field, but the URL carries the Redis password.
     return names | {"HEADSWAP_REDIS_URL", "HEADSWAP_AKOOL_CLIENT_ID"}
 
@@ -485,6 +487,11 @@ def test_env_names_are_real_settings(manifests: list[Doc], compose: Doc) -> None
 
 def test_config_and_secret_load_as_valid_settings(manifests: list[Doc]) -> None:
     config, secret = _config_and_secret(manifests)
+    # The callback secrets have a form (whsec_<base64>) a placeholder cannot have: applied
+    # unchanged, they stop the process with a message naming the variable.
+    with pytest.raises(ConfigError, match="HEADSWAP_CALLBACK_SECRETS"):
+        load_settings({**config, **secret})
+    secret["HEADSWAP_CALLBACK_SECRETS"] = "whsec_" + "A" * 44
     settings = load_settings({**config, **secret})
     assert settings.log_format == "json"
     assert settings.akool_base_url.startswith("https://")

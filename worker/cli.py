@@ -143,6 +143,10 @@ def _stats_table(figures: dict[str, Any]) -> Any:
         table.add_row(f"failed: {reason}", str(count))
     for risk, text in figures.get("redis_risks", {}).items():
         table.add_row(f"[red]redis {risk} risk[/red]", text)
+    if figures.get("misrouted_waiting") or figures.get("misrouted_moved"):
+        table.add_row("[yellow]sent without queue= (in 'celery' now / moved)[/yellow]",
+                      f"{figures['misrouted_waiting']} / {figures['misrouted_moved']}")
+        table.add_row("", "fix the producer: send_task(..., queue='headswap.submit')")
     return table
 
 

@@ -78,6 +78,12 @@ DEAD_MESSAGES = Counter(
     "Queue entries this process quarantined in {prefix}:dead-messages, by reason and queue.",
     ["reason", "queue"],
 )
+MISROUTED_MESSAGES = Counter(
+    "headswap_misrouted_messages_total",
+    "Our task messages this process found in Celery's default queue (sent without queue=) "
+    "and moved onto their own queue, by task (a name no route knows: other).",
+    ["task", "queue"],
+)
 
 
 def observe_call(operation: str, result: str, seconds: float) -> None:

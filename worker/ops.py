@@ -12,6 +12,7 @@ from typing import Any
 from config.celery import QUEUES
 from config.settings import Settings
 from worker import breaker, states
+from worker.broker import misrouted
 from worker.broker.envelope import preview
 from worker.errors import DeadMessageRefused, TransitionRefused
 from worker.jobs import message_from_record
@@ -20,9 +21,22 @@ from worker.runtime import Runtime
 from worker.store import DeadMessages, StoreError, open_store
 
 
+def misrouted_waiting(rt: Runtime) -> dict[str, int]:
+    """Our task messages waiting in Celery's default queue now, by task (the sweep moves
+    them within seconds; a count that stays means no sweep runs)."""
+    waiting: Counter[str] = Counter()
+    for entry in rt.misrouted.scan(misrouted.lists_of(misrouted.DEFAULT_QUEUE)):
+        task = misrouted.task_of(entry.raw)
+        if task is not None:
+            waiting[task] += 1
+    return dict(waiting)
+
+
 def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
     """Queue depths, schedules, and what happened in the last ``window`` seconds."""
     snap = rt.store.snapshot(QUEUES)
+    waiting = misrouted_waiting(rt)
+    tally = rt.misrouted.tally()
     recent = rt.store.events.recent(window)
     transitions = Counter(e["state"] for e in recent if "state" in e)
     failures = Counter(e.get("reason", "?") for e in recent if e.get("state") == states.FAILED)
@@ -36,6 +50,12 @@ def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
         "window_s": window,
         "per_minute": {s: round(n * 60 / window, 2) for s, n in sorted(transitions.items())},
         "failed_by_reason": dict(failures),
+        # Sent without queue= (Celery's default queue): waiting now, and moved so far.
+        "misrouted_waiting": sum(waiting.values()),
+        "misrouted_waiting_by_task": waiting,
+        "misrouted_moved": tally["moved"],
+        "misrouted_last_at": tally["last_at"],
+        "misrouted_last_task": tally["last_task"],
     }
 
 

@@ -21,6 +21,15 @@ worker validates the message again and never trusts it.
 
 Producers in other languages send the Celery task ``headswap.submit`` with the JSON object
 described in ``worker/contract/submit.schema.json`` as keyword arguments.
+
+A service that receives the HTTP callbacks (``callback_url``) checks them with
+:func:`verify_callback_signature` (Standard Webhooks; re-exported here from
+:mod:`worker.callbacks.signing`, which a receiver may import alone)::
+
+    from worker.producer import verify_callback_signature
+
+    if not verify_callback_signature(["whsec_..."], request.headers, request.get_data()):
+        abort(400)
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any
 from config.celery import NOTIFY_QUEUE, SUBMIT_QUEUE
 from config.settings import Settings, get_settings
 from worker import states
+from worker.callbacks.signing import verify_callback_signature as verify_callback_signature
 from worker.dispatch import CeleryDispatcher, sender_app
 from worker.errors import JobValidationError
 from worker.jobs import Jobs, Timings, new_job_id

@@ -18,7 +18,7 @@ from worker.dispatch import Dispatcher
 from worker.jobs import Jobs, Timings
 from worker.limits import Rate, RateLimiter
 from worker.spool import Spool
-from worker.store import JobStore, open_store
+from worker.store import JobStore, MisroutedMessages, open_misrouted, open_store
 
 
 class Runtime:
@@ -48,6 +48,7 @@ class Runtime:
         #: what they held).
         self.stopping = threading.Event()
         self._client: AkoolClient | None = None
+        self._misrouted: MisroutedMessages | None = None
         self._lock = threading.Lock()
 
     @property
@@ -57,6 +58,15 @@ class Runtime:
                 if self._client is None:
                     self._client = AkoolClient.from_settings(self.settings)
         return self._client
+
+    @property
+    def misrouted(self) -> MisroutedMessages:
+        """Our messages in Celery's default queue (a bytes client, opened on first use)."""
+        if self._misrouted is None:
+            with self._lock:
+                if self._misrouted is None:
+                    self._misrouted = open_misrouted(self.settings)
+        return self._misrouted
 
     def send(self, name: str, kwargs: Mapping[str, Any], queue: str | None = None) -> None:
         """Send a task by name with keyword arguments (our own queues)."""

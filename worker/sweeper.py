@@ -11,6 +11,10 @@
 - **ambiguous deadlines**: an ambiguous job whose grace period ran out fails with reason
   ``ambiguous_submission`` — or, with ``HEADSWAP_AMBIGUOUS_POLICY=resubmit``, goes back to
   ``queued`` and is created again.
+- **misrouted messages** (:func:`reroute_misrouted`): a ``headswap.*`` task a producer sent
+  without ``queue=`` waits in Celery's default queue ``celery``, which no headswap worker
+  consumes; it is moved onto its own queue (one atomic step), counted
+  (``headswap_misrouted_messages_total``) and logged at WARNING with the fix.
 
 "Due" is always by the Redis server's clock (the store's claim script).
 """
@@ -18,10 +22,13 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from worker import polling, states
+from worker.broker import misrouted
 from worker.jobs import message_from_record
+from worker.metrics import MISROUTED_MESSAGES
 from worker.notify import CALLBACK_QUEUE, CALLBACK_TASK, notify_now
 from worker.runtime import Runtime
 from worker.submission import WORKER_LOST
@@ -57,6 +64,7 @@ def sweep(rt: Runtime) -> dict[str, int]:
         "renotified": renotify_stale(rt),
         "stuck": mark_stuck(rt),
         "ambiguous_resolved": resolve_ambiguous(rt),
+        "misrouted": reroute_misrouted(rt),
     }
 
 
@@ -147,3 +155,47 @@ def resolve_ambiguous(rt: Runtime) -> int:
                           maybe_charged=True):
             notify_now(rt, job_id)
     return resolved
+
+
+#: What the WARNING about misrouted messages tells the producer's owner to do.
+MISROUTED_FIX = (
+    "send with queue='headswap.submit' (send_task('headswap.submit', kwargs=..., "
+    "queue='headswap.submit')), or use worker.producer.Producer; every task's queue is in "
+    "config/celery.py (ROUTES)"
+)
+
+
+def reroute_misrouted(rt: Runtime) -> int:
+    """Move our task messages out of Celery's default queue onto their own; returns how
+    many were moved.
+
+    Why move rather than only report: nothing else will ever take them (no headswap worker
+    consumes ``celery``, and a backend's own worker there would drop a task it does not
+    know), the move is one atomic step (never lost, never doubled), and a job submitted
+    this way then runs instead of waiting for someone to read a log. The WARNING still
+    says how to fix the producer, since every such message waits for a sweep (up to 5 s).
+    """
+    sources = misrouted.lists_of(misrouted.DEFAULT_QUEUE)
+    moved: Counter[tuple[str, str]] = Counter()
+    ids: dict[tuple[str, str], list[str]] = {}
+    for entry in rt.misrouted.scan(sources):
+        task = misrouted.task_of(entry.raw)
+        if task is None:
+            continue  # the prefilter's false positive: another service's message
+        queue = misrouted.home_queue(task)
+        new_raw = misrouted.readdressed(entry.raw, queue)
+        if not rt.misrouted.move(entry, misrouted.target_list(entry.source, queue), new_raw,
+                                 task):  # fmt: skip
+            continue  # taken meanwhile
+        moved[(task, queue)] += 1
+        ids.setdefault((task, queue), []).append(misrouted.message_id(entry.raw))
+    for (task, queue), count in moved.items():
+        MISROUTED_MESSAGES.labels(misrouted.task_label(task), misrouted.DEFAULT_QUEUE).inc(count)
+        log.warning(
+            "%d %s message(s) waited in Celery's default queue %r, which no headswap worker "
+            "reads (the producer sent them without queue=): moved to %s. Fix the producer: "
+            "%s", count, task, misrouted.DEFAULT_QUEUE, queue, MISROUTED_FIX,
+            extra={"task": task, "count": count, "from_queue": misrouted.DEFAULT_QUEUE,
+                   "queue": queue, "message_ids": ids[(task, queue)][:10]},
+        )  # fmt: skip
+    return sum(moved.values())

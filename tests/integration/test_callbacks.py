@@ -1,14 +1,18 @@
 """HTTP callbacks end to end: real redis-server, celery worker and beat, the sandbox, and a
-receiver (Werkzeug in a thread of this process) that records every POST byte for byte."""
+receiver (Werkzeug in a thread of this process) that records every POST byte for byte.
+Deliveries are checked with the ``standardwebhooks`` library itself, as a producer in
+another stack would check them."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
 import uuid
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.support.dispatch import RecordingDispatcher
 from tests.support.procs import wait_until
@@ -16,14 +20,16 @@ from tests.support.receiver import Receiver
 from tests.support.stack import producer_for, running_stack
 from worker.callbacks import verify_callback_signature
 
-SECRET = "integration-callback-secret-42"
+#: Two Standard Webhooks secrets, as in the middle of a rotation (new first, old second).
+SECRET = "whsec_" + base64.b64encode(b"integration-callback-secret-new!").decode()
+OLD_SECRET = "whsec_" + base64.b64encode(b"integration-callback-secret-old!").decode()
 FACE = "https://cdn.example.com/face.jpg"
 MAX_ATTEMPTS = 4
 #: Backoff in the stack: attempt n waits uniform [b*2**(n-1)/2, b*2**(n-1)], cap 1 s.
 BASE, CAP = 0.3, 1.0
 
 CALLBACK_ENV = {
-    "HEADSWAP_CALLBACK_SECRET": SECRET,
+    "HEADSWAP_CALLBACK_SECRETS": f"{SECRET},{OLD_SECRET}",
     "HEADSWAP_CALLBACK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
     "HEADSWAP_CALLBACK_BACKOFF_BASE_SECONDS": str(BASE),
     "HEADSWAP_CALLBACK_BACKOFF_MAX_SECONDS": str(CAP),
@@ -71,7 +77,8 @@ def callback_settled(producer, job_id: str, timeout: float = 20) -> dict:
     return producer.get(job_id)
 
 
-def test_a_succeeded_job_is_posted_once_signed_with_its_event_id(stack, producer, receiver):
+def test_a_succeeded_job_is_posted_once_and_verifies_with_the_standardwebhooks_library(
+        stack, producer, receiver):
     n = name()
     job_id = producer.submit(**job(n), callback_url=receiver.url(n))
     record = producer.wait(job_id, timeout=30)
@@ -83,21 +90,26 @@ def test_a_succeeded_job_is_posted_once_signed_with_its_event_id(stack, producer
     headers, body = post["headers"], post["body"]
     assert post["method"] == "POST"
     assert headers["Content-Type"] == "application/json"
-    assert headers["X-Headswap-Event-Id"] == f"{job_id}:succeeded"
-    assert verify_callback_signature(SECRET, headers["X-Headswap-Timestamp"], body,
-                                     headers["X-Headswap-Signature"], tolerance=60)
-    assert not verify_callback_signature("wrong", headers["X-Headswap-Timestamp"], body,
-                                         headers["X-Headswap-Signature"], tolerance=60)
-    sent = json.loads(body)
-    assert sent["job_id"] == job_id and sent["state"] == "succeeded"
-    assert sent["output_url"] == record["output_url"]
+    assert headers["Webhook-Id"] == f"{job_id}:succeeded"
+    assert abs(int(headers["Webhook-Timestamp"]) - time.time()) < 60
+    # A receiver on the new secret and one still on the old both verify (rotation) ...
+    for secret in (SECRET, OLD_SECRET):
+        sent = Webhook(secret).verify(body, headers)
+        assert sent["job_id"] == job_id and sent["state"] == "succeeded"
+        assert sent["output_url"] == record["output_url"]
+    assert verify_callback_signature([OLD_SECRET], headers, body, tolerance=60)
+    # ... and one on any other secret refuses it.
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(body, headers)
     assert settled["callback_status"] == "delivered"
     assert int(settled["callback_attempts"]) == 1
     # the task message carries the job id only; neither secret nor signature is logged
     logs = stack.logs()
     assert "headswap.deliver_callback" in logs
-    assert SECRET not in logs
-    assert headers["X-Headswap-Signature"].split("=", 1)[1] not in logs
+    for secret in (SECRET, OLD_SECRET):
+        assert secret.removeprefix("whsec_") not in logs
+    for signature in headers["Webhook-Signature"].split(" "):
+        assert signature.split(",", 1)[1] not in logs
 
 
 def test_a_failed_job_gets_its_own_event_id(stack, producer, receiver):
@@ -106,7 +118,8 @@ def test_a_failed_job_gets_its_own_event_id(stack, producer, receiver):
     assert producer.wait(job_id, timeout=30)["state"] == "failed"
     callback_settled(producer, job_id)
     [post] = receiver.got(n)
-    assert post["headers"]["X-Headswap-Event-Id"] == f"{job_id}:failed"
+    assert post["headers"]["Webhook-Id"] == f"{job_id}:failed"
+    Webhook(SECRET).verify(post["body"], post["headers"])
     assert json.loads(post["body"])["reason"] == "akool_failed"
 
 
@@ -119,14 +132,13 @@ def test_two_500s_then_200_takes_three_attempts_with_growing_backoff(stack, prod
     assert [p["status"] for p in posts] == [500, 500, 200]
     assert settled["callback_status"] == "delivered"
     assert int(settled["callback_attempts"]) == 3
-    assert {p["headers"]["X-Headswap-Event-Id"] for p in posts} == {f"{job_id}:succeeded"}
+    assert {p["headers"]["Webhook-Id"] for p in posts} == {f"{job_id}:succeeded"}
     assert [p["headers"]["X-Headswap-Delivery-Attempt"] for p in posts] == ["1", "2", "3"]
     gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(posts)]
     assert gaps[0] >= BASE / 2 - 0.05  # attempt 1 waits [0.15, 0.3] s
     assert gaps[1] >= BASE - 0.05  # attempt 2 waits [0.3, 0.6] s
     for p in posts:  # each attempt is signed afresh and verifies
-        assert verify_callback_signature(SECRET, p["headers"]["X-Headswap-Timestamp"],
-                                         p["body"], p["headers"]["X-Headswap-Signature"])
+        Webhook(SECRET).verify(p["body"], p["headers"])
     assert job_id not in {d["job_id"] for d in producer.dead_letters(limit=1000)}
 
 

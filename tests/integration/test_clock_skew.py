@@ -77,7 +77,7 @@ def test_callback_retries_wait_their_backoff_whichever_clock_sends_or_takes_them
     from tests.support.receiver import Receiver
 
     receiver = Receiver()
-    env = {"HEADSWAP_CALLBACK_SECRET": "skew-callback-secret-0123456789",
+    env = {"HEADSWAP_CALLBACK_SECRETS": "whsec_c2tldy1jYWxsYmFjay1zZWNyZXQtMDEyMzQ1Njc4OSE=",
            "HEADSWAP_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8",
            "HEADSWAP_CALLBACK_BACKOFF_BASE_SECONDS": "2",
            "HEADSWAP_CALLBACK_BACKOFF_MAX_SECONDS": "2"}  # a retry waits 1-2 s

@@ -210,7 +210,7 @@ def test_credentials_in_job_urls_show_nowhere_but_in_the_record(redis_server, sa
 
     receiver = Receiver()
     env = cli_env(fresh_db_url(redis_server.url), sandbox, HEADSWAP_LOG_LEVEL="INFO",
-                  HEADSWAP_CALLBACK_SECRET="cb-signing-key-1",
+                  HEADSWAP_CALLBACK_SECRETS="whsec_" + "Y2Itc2lnbmluZy1rZXktMQ" * 2,
                   HEADSWAP_CALLBACK_ALLOWED_NETWORKS="127.0.0.0/8")
     beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,
                  log=tmp_path / "beat.log")

@@ -12,14 +12,14 @@ from worker.devstack.redis_server import start_redis
 
 API_KEY = "sk-APIKEY-7f3b9c2e11d04a8b"
 CLIENT_SECRET = "CLSECRET-0123456789abcde"  # 24 bytes: the webhook AES-192 key
-CALLBACK_SECRET = "cbsecret-5b2d8e71a9f4"
+CALLBACK_SECRET = "whsec_Y2JzZWNyZXQtNWIyZDhlNzFhOWY0LTAxMjM0NTY3ODk="  # 32 bytes
 REDIS_PASSWORD = "redispw-c41e09d7b6"
 SECRETS = (API_KEY, CLIENT_SECRET, CALLBACK_SECRET, REDIS_PASSWORD)
 
 
 def test_no_secret_appears_in_any_log_line_event_record_or_message(tmp_path):
     redis = start_redis(password=REDIS_PASSWORD)
-    env = {"HEADSWAP_CALLBACK_SECRET": CALLBACK_SECRET, "HEADSWAP_LOG_LEVEL": "DEBUG"}
+    env = {"HEADSWAP_CALLBACK_SECRETS": CALLBACK_SECRET, "HEADSWAP_LOG_LEVEL": "DEBUG"}
     try:
         with SandboxProcess.start(api_key=API_KEY, client_secret=CLIENT_SECRET,
                                   knobs=FAST_KNOBS) as sb, \

@@ -3,12 +3,14 @@ attempt against a stand-in HTTP session (Redis is the test's own redis-server)."
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import socket
+import time
 
 import pytest
 import requests
@@ -16,7 +18,14 @@ import requests
 from config.settings import load_settings, redact_url
 from tests.support.dispatch import RecordingDispatcher
 from worker import callbacks, notify, states
-from worker.callbacks import delivery, sign, verify_callback_signature
+from worker.callbacks import (
+    delivery,
+    headers_for,
+    new_secret,
+    parse_secret,
+    sign,
+    verify_callback_signature,
+)
 from worker.callbacks.addresses import (
     BlockedAddress,
     address_allowed,
@@ -28,40 +37,66 @@ from worker.callbacks.transport import PinnedHostAdapter, parse_target
 from worker.errors import ConfigError
 from worker.timing import retry_delay
 
-SECRET = "cb-secret-for-tests-0123456789"
+#: Standard Webhooks secrets (``whsec_`` + base64 of 32 bytes), as a producer holds them.
+SECRET = "whsec_" + base64.b64encode(b"cb-secret-for-tests-0123456789ab").decode()
+OLD_SECRET = "whsec_" + base64.b64encode(b"the-secret-before-the-rotation!!").decode()
+KEY = parse_secret(SECRET)
 BODY = b'{"job_id":"j1","state":"succeeded"}'
 NOW = 1_700_000_000
+MSG_ID = "j1:succeeded"
+
+
+def signed_headers(keys=(KEY,), msg_id=MSG_ID, ts=NOW, body=BODY):
+    return headers_for(list(keys), msg_id, ts, body)
 
 
 # --- signing ------------------------------------------------------------------------------
 
 
-def test_the_signature_is_hmac_sha256_of_timestamp_dot_body_in_hex():
-    """What a producer in any language computes with its standard HMAC."""
-    expected = hmac.new(SECRET.encode(), f"{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
-    assert sign(SECRET, NOW, BODY) == f"v1={expected}"
+def test_the_signature_is_base64_hmac_sha256_of_id_dot_timestamp_dot_body():
+    """What a producer in any language computes with its standard HMAC (Standard Webhooks)."""
+    mac = hmac.new(KEY, f"{MSG_ID}.{NOW}.".encode() + BODY, hashlib.sha256).digest()
+    assert sign([KEY], MSG_ID, NOW, BODY) == "v1," + base64.b64encode(mac).decode()
+    headers = signed_headers()
+    assert headers == {"webhook-id": MSG_ID, "webhook-timestamp": str(NOW),
+                       "webhook-signature": sign([KEY], MSG_ID, NOW, BODY)}
+
+
+def test_the_standardwebhooks_library_verifies_what_we_sign():
+    from standardwebhooks import Webhook
+
+    now = int(time.time())
+    headers = signed_headers(ts=now)
+    assert Webhook(SECRET).verify(BODY, headers) == {"job_id": "j1", "state": "succeeded"}
 
 
 def test_a_fresh_untampered_delivery_verifies():
-    header = sign(SECRET, NOW, BODY)
-    assert verify_callback_signature(SECRET, str(NOW), BODY, header, 300, now=NOW + 10)
-    assert verify_callback_signature(SECRET, NOW, BODY.decode(), header, 300, now=NOW - 10)
+    headers = signed_headers()
+    assert verify_callback_signature(SECRET, headers, BODY, 300, now=NOW + 10)
+    assert verify_callback_signature([SECRET], headers, BODY.decode(), 300, now=NOW - 10)
+    upper = {k.upper(): v for k, v in headers.items()}  # header names have no case
+    assert verify_callback_signature(SECRET, upper, BODY, now=NOW)
 
 
-@pytest.mark.parametrize("case", ["body", "secret", "timestamp", "header", "old", "future"])
+@pytest.mark.parametrize("case", ["body", "secret", "timestamp", "id", "signature", "old",
+                                  "future"])
 def test_anything_wrong_fails_verification(case):
-    header = sign(SECRET, NOW, BODY)
-    args = {"secret": SECRET, "timestamp": str(NOW), "body": BODY, "header": header,
-            "tolerance": 300, "now": NOW}
+    headers = signed_headers()
+    args = {"secrets": SECRET, "headers": headers, "body": BODY, "tolerance": 300,
+            "now": NOW}
     if case == "body":
         args["body"] = BODY.replace(b"succeeded", b"failed")
     elif case == "secret":
-        args["secret"] = SECRET + "x"
+        args["secrets"] = OLD_SECRET
     elif case == "timestamp":  # a replay with a new timestamp but the old signature
-        args["timestamp"] = str(NOW + 1)
+        args["headers"] = {**headers, "webhook-timestamp": str(NOW + 1)}
         args["now"] = NOW + 1
-    elif case == "header":
-        args["header"] = header[:-2] + ("00" if not header.endswith("00") else "11")
+    elif case == "id":  # another event's id with this event's signature
+        args["headers"] = {**headers, "webhook-id": "j1:failed"}
+    elif case == "signature":
+        sig = headers["webhook-signature"]
+        args["headers"] = {**headers, "webhook-signature": sig[:-4] + (
+            "AAA=" if not sig.endswith("AAA=") else "BBB=")}
     elif case == "old":
         args["now"] = NOW + 301
     elif case == "future":
@@ -69,18 +104,41 @@ def test_anything_wrong_fails_verification(case):
     assert verify_callback_signature(**args) is False
 
 
-@pytest.mark.parametrize("header", ["", "v1=", "v1=zz", "v2=" + "00" * 32, "garbage",
-                                    "v1=" + "00" * 32])
-def test_malformed_headers_and_timestamps_are_refused_without_raising(header):
-    assert verify_callback_signature(SECRET, str(NOW), BODY, header, now=NOW) is False
-    good = sign(SECRET, NOW, BODY)
-    assert verify_callback_signature(SECRET, "not-a-number", BODY, good, now=NOW) is False
+@pytest.mark.parametrize("signature", ["", "v1,", "v1,@@@", "v2," + "A" * 44, "garbage",
+                                       "v1," + "A" * 44, "v1=" + "00" * 32])
+def test_malformed_headers_and_timestamps_are_refused_without_raising(signature):
+    headers = {**signed_headers(), "webhook-signature": signature}
+    assert verify_callback_signature(SECRET, headers, BODY, now=NOW) is False
+    good = signed_headers()
+    for stamp in ("not-a-number", "", "1e9", "-1", "1" * 5000, "\u0661"):
+        bad = {**good, "webhook-timestamp": stamp}
+        assert verify_callback_signature(SECRET, bad, BODY, now=NOW) is False
+    assert verify_callback_signature(SECRET, {}, BODY, now=NOW) is False
 
 
-def test_a_header_with_several_signatures_verifies_if_one_matches():
-    """Room for secret rotation: ``v1=<new>,v1=<old>``."""
-    header = f"{sign('other-secret', NOW, BODY)}, {sign(SECRET, NOW, BODY)}"
-    assert verify_callback_signature(SECRET, NOW, BODY, header, now=NOW)
+def test_rotation_every_secret_signs_and_either_verifies():
+    """``HEADSWAP_CALLBACK_SECRETS=new,old``: two signatures, space-separated; a receiver
+    on the old secret and one on the new both accept, one on neither refuses."""
+    headers = signed_headers(keys=(KEY, parse_secret(OLD_SECRET)))
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert verify_callback_signature(SECRET, headers, BODY, now=NOW)
+    assert verify_callback_signature(OLD_SECRET, headers, BODY, now=NOW)
+    assert verify_callback_signature([OLD_SECRET, SECRET], signed_headers(), BODY, now=NOW)
+    assert not verify_callback_signature(new_secret(), headers, BODY, now=NOW)
+
+
+@pytest.mark.parametrize("secret", ["plain-old-secret-0123456789", "whsec_not base64!",
+                                    "whsec_" + base64.b64encode(b"short").decode(), ""])
+def test_a_secret_not_in_the_whsec_form_is_a_clear_error(secret):
+    with pytest.raises(ValueError, match="callback secret"):
+        verify_callback_signature(secret, signed_headers(), BODY, now=NOW)
+
+
+def test_new_secrets_are_random_and_accepted_by_settings_and_verify():
+    one, two = new_secret(), new_secret()
+    assert one != two and one.startswith("whsec_") and len(parse_secret(one)) == 32
+    s = load_settings({"HEADSWAP_CALLBACK_SECRETS": f"{one}, {two}\n{one}"})
+    assert [x.get() for x in s.callback_secrets] == [one, two]  # each once, in order
 
 
 def test_the_event_id_is_one_per_job_and_terminal_state():
@@ -272,7 +330,7 @@ def make_rt(redis_server, redis_client):
 
     def make(**env):
         base = {"HEADSWAP_REDIS_URL": redis_server.url, "HEADSWAP_KEY_PREFIX": "t",
-                "HEADSWAP_CALLBACK_SECRET": SECRET, "HEADSWAP_CALLBACK_MAX_ATTEMPTS": "3",
+                "HEADSWAP_CALLBACK_SECRETS": SECRET, "HEADSWAP_CALLBACK_MAX_ATTEMPTS": "3",
                 "HEADSWAP_CALLBACK_BACKOFF_BASE_SECONDS": "2",
                 "HEADSWAP_CALLBACK_BACKOFF_MAX_SECONDS": "30"}
         recorder = RecordingDispatcher()
@@ -310,9 +368,9 @@ def test_a_2xx_delivers_a_signed_record_once_and_marks_the_job(make_rt):
     headers = call["headers"]
     assert headers["Host"] == "hooks.example.com"
     assert headers["Content-Type"] == "application/json"
-    assert headers["X-Headswap-Event-Id"] == f"{job_id}:succeeded"
-    assert verify_callback_signature(SECRET, headers["X-Headswap-Timestamp"], call["data"],
-                                     headers["X-Headswap-Signature"])
+    assert headers["webhook-id"] == f"{job_id}:succeeded"
+    assert headers["X-Headswap-Delivery-Attempt"] == "1"
+    assert verify_callback_signature(SECRET, headers, call["data"])
     body = json.loads(call["data"])
     assert body["job_id"] == job_id and body["state"] == "succeeded"
     assert body["metadata"] == {"order": 7}
@@ -338,7 +396,7 @@ def test_retryable_failures_back_off_then_dead_letter_after_max_attempts(make_rt
     assert (second.status, second.retry_in) == ("retry", 7.0)  # Retry-After wins over 4 s
     third = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert third.status == "dead" and third.reason == "attempts_exhausted"
-    event_ids = [c["headers"]["X-Headswap-Event-Id"] for c in session.calls]
+    event_ids = [c["headers"]["webhook-id"] for c in session.calls]
     assert event_ids == [f"{job_id}:succeeded"] * 3
     record = rt.store.get(job_id)
     assert record["callback_status"] == "failed" and int(record["callback_attempts"]) == 3
@@ -413,14 +471,14 @@ def test_the_allow_list_lets_an_internal_receiver_through(make_rt):
 
 
 def test_without_a_secret_nothing_is_sent_and_the_reason_says_so(make_rt, caplog):
-    rt = make_rt(HEADSWAP_CALLBACK_SECRET="")
+    rt = make_rt(HEADSWAP_CALLBACK_SECRETS="")
     job_id = terminal_job(rt)
     session = FakeSession()
     with caplog.at_level(logging.ERROR, logger="worker.callbacks"):
         outcome = delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert outcome.reason == "no_callback_secret"
     assert session.calls == []
-    assert any("HEADSWAP_CALLBACK_SECRET" in r.getMessage() for r in caplog.records)
+    assert any("HEADSWAP_CALLBACK_SECRETS" in r.getMessage() for r in caplog.records)
 
 
 def test_a_dns_failure_is_retried(make_rt):
@@ -443,10 +501,10 @@ def test_neither_secret_nor_signature_reaches_the_logs(make_rt, caplog):
         delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
         delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
     assert rt.store.get(job_id)["callback_status"] == "delivered"
-    signatures = [c["headers"]["X-Headswap-Signature"].split("=", 1)[1] for c in session.calls]
+    signatures = [c["headers"]["webhook-signature"].split(",", 1)[1] for c in session.calls]
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "callback delivered" in logged
-    for needle in (SECRET, "hunter2pw", *signatures):
+    for needle in (SECRET, SECRET.removeprefix("whsec_"), "hunter2pw", *signatures):
         assert needle not in logged
 
 

@@ -31,10 +31,10 @@ def test_poll_bounds_must_be_ordered():
 
 def test_secrets_and_redis_password_never_show_in_repr():
     s = load_settings({"HEADSWAP_AKOOL_API_KEY": "key-VALUE-123",
-                       "HEADSWAP_CALLBACK_SECRET": "cb-VALUE-456",
+                       "HEADSWAP_CALLBACK_SECRETS": "whsec_" + "Y2ItVkFMVUUtNDU2" * 3,
                        "HEADSWAP_REDIS_URL": "rediss://user:pw-VALUE-789@cache:6380/0"})
     text = repr(s) + str(s.redacted())
-    assert "VALUE" not in text
+    assert "VALUE" not in text and "Y2ItVkFMVUUtNDU2" not in text
     assert s.akool_api_key.get() == "key-VALUE-123"
     assert s.redis_url == "rediss://user:pw-VALUE-789@cache:6380/0"
 
@@ -96,3 +96,35 @@ def test_every_log_line_has_its_urls_redacted_whoever_logged_it():
     assert "LEAK" not in line and "s3cr3t" not in line
     out = json.loads(line)  # still one JSON object
     assert "https://***@c.example/f.jpg" in out["data"]["args"]
+
+
+def test_the_old_callback_secret_variable_is_refused_naming_the_new_form():
+    """Callbacks are signed the Standard Webhooks way now: a deployment still setting the
+    old variable stops at start, told what to set, rather than sending unsigned-looking
+    or unverifiable callbacks. The value is never echoed."""
+    with pytest.raises(ConfigError) as err:
+        load_settings({"HEADSWAP_CALLBACK_SECRET": "old-style-VALUE-1"})
+    text = str(err.value)
+    assert "HEADSWAP_CALLBACK_SECRET:" in text and "HEADSWAP_CALLBACK_SECRETS=whsec_" in text
+    assert "old-style-VALUE-1" not in text
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("plain-VALUE-secret", "secret 1 is not in the Standard Webhooks form"),
+    ("whsec_" + "A" * 44 + ",whsec_VALUE!!", "secret 2: the part after whsec_ is not base64"),
+    ("whsec_VkFMVUU=", "secret 1 holds 5 bytes; at least 24"),
+])
+def test_callback_secrets_not_in_the_whsec_form_are_named(value, says):
+    with pytest.raises(ConfigError, match="HEADSWAP_CALLBACK_SECRETS") as err:
+        load_settings({"HEADSWAP_CALLBACK_SECRETS": value})
+    assert says in str(err.value)
+    assert "VALUE" not in str(err.value)
+
+
+def test_callback_secrets_may_come_from_a_mounted_file(tmp_path):
+    one, two = "whsec_" + "A" * 44, "whsec_" + "B" * 44
+    path = tmp_path / "secrets"
+    path.write_text(f"{one}\n{two}\n")
+    s = load_settings({"HEADSWAP_CALLBACK_SECRETS_FILE": str(path)})
+    assert [x.get() for x in s.callback_secrets] == [one, two]
+    assert s.redacted()["callback_secrets"] == ("***", "***")

@@ -180,6 +180,9 @@ BROKEN_ARGS = {
     "dead_write": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages],
                              ["d", "not_json", "q", "lots", "0", "raw", ""]),
     "dead_requeue": lambda s: ([s.keys.dead_message("d"), s.keys.dead_messages], ["d"]),
+    "misrouted_scan": lambda s: (["celery"], ["many"]),
+    "misrouted_move": lambda s: (["celery", "headswap.submit", s.keys.misrouted],
+                                 ["entry", "", "headswap.submit"]),
 }
 
 

@@ -15,19 +15,25 @@ notification. One module per concept:
   the job record (``callback_status`` = ``pending`` | ``delivered`` | ``failed``,
   ``callback_attempts``, ``callback_last_status``, ``callback_error``).
 
-Delivery is at least once: a receiver deduplicates by ``X-Headswap-Event-Id``
-(``<job_id>:<state>``, the same on every attempt). The HMAC key is read from settings by
-the delivery alone, and neither it nor a signature is ever logged.
+Callbacks follow Standard Webhooks (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``). Delivery is at least once: a receiver deduplicates by
+``webhook-id`` (``<job_id>:<state>``, the same on every attempt). The secrets
+(``HEADSWAP_CALLBACK_SECRETS``, ``whsec_...``) are read from settings by the delivery
+alone, and neither they nor a signature are ever logged.
 """
 
 from worker.callbacks.signing import (
     DEFAULT_TOLERANCE_SECONDS,
     HEADER_ATTEMPT,
-    HEADER_EVENT_ID,
+    HEADER_ID,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
+    SECRET_PREFIX,
     SIGNATURE_VERSION,
     event_id,
+    headers_for,
+    new_secret,
+    parse_secret,
     sign,
     verify_callback_signature,
 )
@@ -35,11 +41,15 @@ from worker.callbacks.signing import (
 __all__ = [
     "DEFAULT_TOLERANCE_SECONDS",
     "HEADER_ATTEMPT",
-    "HEADER_EVENT_ID",
+    "HEADER_ID",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
+    "SECRET_PREFIX",
     "SIGNATURE_VERSION",
     "event_id",
+    "headers_for",
+    "new_secret",
+    "parse_secret",
     "sign",
     "verify_callback_signature",
 ]

@@ -4,7 +4,8 @@
    (:mod:`worker.callbacks.addresses`), nothing is sent and the callback is dead-lettered
    ``blocked_address``;
 2. the connection goes to the checked address itself (:mod:`worker.callbacks.transport`);
-3. ``POST`` of the JSON record, signed (:mod:`worker.callbacks.signing`), redirects not
+3. ``POST`` of the JSON record, signed the Standard Webhooks way with every secret of
+   ``HEADSWAP_CALLBACK_SECRETS`` (:mod:`worker.callbacks.signing`), redirects not
    followed.
 
 Any 2xx is delivered; 408, 429, 5xx, connection errors and timeouts are retried with the
@@ -46,14 +47,7 @@ from worker.callbacks.dead_letters import (
     count_attempt,
     dead,
 )
-from worker.callbacks.signing import (
-    HEADER_ATTEMPT,
-    HEADER_EVENT_ID,
-    HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-    event_id,
-    sign,
-)
+from worker.callbacks.signing import HEADER_ATTEMPT, event_id, headers_for, parse_secret
 from worker.callbacks.transport import Target, parse_target, shared_session
 from worker.jobs import public_record
 from worker.timing import parse_retry_after, retry_delay
@@ -105,11 +99,11 @@ def deliver(
     url = str(record["callback_url"])
     info = {"job_id": job_id, "callback_url": redact_url(url)}
 
-    secret = s.callback_secret.get()
-    if not secret:
+    keys = [parse_secret(secret.get()) for secret in s.callback_secrets]
+    if not keys:
         log.error(
-            "callback not sent: HEADSWAP_CALLBACK_SECRET is not set (callbacks are always "
-            "signed); dead-lettered",
+            "callback not sent: HEADSWAP_CALLBACK_SECRETS is not set (callbacks are always "
+            "signed, Standard Webhooks: whsec_<base64>); dead-lettered",
             extra=info,
         )
         return dead(rt, record, NO_SECRET, attempts=attempts_of(record))
@@ -123,7 +117,7 @@ def deliver(
         # Another run of this job's delivery is under way; it carries on the chain.
         return Outcome("skipped", reason="in_progress")
     try:
-        return _attempt(rt, record, target, secret, info, session, resolver, rng)
+        return _attempt(rt, record, target, keys, info, session, resolver, rng)
     finally:
         store.guards.unlock("callback", job_id, token)
 
@@ -132,7 +126,7 @@ def _attempt(
     rt: Runtime,
     record: Mapping[str, Any],
     target: Target,
-    secret: str,
+    keys: list[bytes],
     info: dict[str, Any],
     session: requests.Session | None,
     resolver: Resolver,
@@ -160,9 +154,7 @@ def _attempt(
     headers = {
         "Host": target.host_header,
         "Content-Type": "application/json",
-        HEADER_EVENT_ID: event_id(job_id, str(record["state"])),
-        HEADER_TIMESTAMP: str(timestamp),
-        HEADER_SIGNATURE: sign(secret, timestamp, body),
+        **headers_for(keys, event_id(job_id, str(record["state"])), timestamp, body),
         HEADER_ATTEMPT: str(attempt),
     }
     http = session or shared_session()

@@ -5,6 +5,7 @@
 - :mod:`worker.store.analyses`, :mod:`~worker.store.callbacks`, :mod:`~worker.store.guards`,
   :mod:`~worker.store.events` — its parts (``store.analyses`` ...)
 - :mod:`worker.store.dead_messages` — queue entries no worker could take (bytes client)
+- :mod:`worker.store.misrouted` — our messages in Celery's default queue (bytes client)
 - :data:`StoreError` — what every store call raises when Redis fails (retry layers name it)
 - ``lua/*.lua`` — the scripts, each documenting its KEYS and ARGV
 """
@@ -12,10 +13,11 @@
 from redis.exceptions import RedisError as StoreError
 
 from worker.store.codec import clean_text, decode_record, fingerprint
-from worker.store.connect import open_dead_messages, open_store, redis_client
+from worker.store.connect import open_dead_messages, open_misrouted, open_store, redis_client
 from worker.store.dead_messages import RAW_CAP, DeadMessage, DeadMessages
 from worker.store.job_store import Created, JobStore, Moved, Snapshot
 from worker.store.keys import Keys, url_hash
+from worker.store.misrouted import MisroutedMessages, Waiting
 
 __all__ = [
     "RAW_CAP",
@@ -24,13 +26,16 @@ __all__ = [
     "DeadMessages",
     "JobStore",
     "Keys",
+    "MisroutedMessages",
     "Moved",
     "Snapshot",
     "StoreError",
+    "Waiting",
     "clean_text",
     "decode_record",
     "fingerprint",
     "open_dead_messages",
+    "open_misrouted",
     "open_store",
     "redis_client",
     "url_hash",

@@ -13,6 +13,7 @@ from config.settings import Settings, sentinel_of
 from worker.store.dead_messages import DeadMessages
 from worker.store.job_store import JobStore
 from worker.store.keys import Keys
+from worker.store.misrouted import MisroutedMessages
 
 #: The client's own retry covers a blip only (a reset connection, a failover's first
 #: second): three tries within about a second. An outage is not retried here but by the
@@ -78,3 +79,8 @@ def open_store(settings: Settings, *, quick: bool = False) -> JobStore:
 def open_dead_messages(settings: Settings) -> DeadMessages:
     """The dead-message list on a client of its own that answers bytes."""
     return DeadMessages(redis_client(settings, decode=False), Keys(settings.key_prefix))
+
+
+def open_misrouted(settings: Settings) -> MisroutedMessages:
+    """Our messages in Celery's default queue, on a client of its own that answers bytes."""
+    return MisroutedMessages(redis_client(settings, decode=False), Keys(settings.key_prefix))

@@ -26,6 +26,8 @@ slot and the Lua scripts stay legal there.
 ``{p}:callback-dead``           zset: dead-lettered job ids by time
 ``{p}:dead-message:<id>``       hash: a queue entry no worker could take (bytes, reason)
 ``{p}:dead-messages``           zset: dead message ids by time
+``{p}:misrouted``               hash: our task messages moved out of Celery's default
+                                queue (``moved``, ``last_at``, ``last_task``)
 ``{p}:beat:<task>``             string: when a beat task last ran (server clock)
 ``{p}:worker:<hostname>``       string: a consuming worker's presence record (TTL)
 ==============================  =====================================================
@@ -129,6 +131,10 @@ class Keys:
     @property
     def dead_messages(self) -> str:
         return f"{self.tag}:dead-messages"
+
+    @property
+    def misrouted(self) -> str:
+        return f"{self.tag}:misrouted"
 
     def beat(self, task: str) -> str:
         return f"{self.tag}:beat:{task}"

@@ -17,6 +17,7 @@ from redis.commands.core import Script
 NAMES = (
     "transition", "create", "update", "claim", "schedule", "release", "circuit",
     "analysis_claim", "analysis_update", "gcra", "breaker", "dead_write", "dead_requeue",
+    "misrouted_scan", "misrouted_move",
 )  # fmt: skip
 
 
