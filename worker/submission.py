@@ -94,8 +94,11 @@ def submit(rt: Runtime, message: Any) -> Outcome:
         record = rt.store.require(job_id)
     if record["state"] != states.QUEUED:
         return Outcome("skipped", job_id)  # redelivered, or already past the lock
-    with tracing.job_span("headswap.submit", record.get(tracing.RECORD_FIELD),
-                          job_id=job_id) as span:  # fmt: skip
+    stored = record.get(tracing.RECORD_FIELD)
+    with tracing.job_span("headswap.submit", stored, job_id=job_id) as span:
+        if span is not None and not stored:  # a producer that does not trace: start here
+            rt.store.update(job_id, {tracing.RECORD_FIELD: tracing.traceparent()},
+                            absent=tracing.RECORD_FIELD)  # fmt: skip
         outcome = _submit_queued(rt, record)
         tracing.set_attributes(span, outcome=outcome.status, retry_in=outcome.retry_in)
         return outcome

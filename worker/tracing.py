@@ -280,7 +280,10 @@ def _started(name: str, parent: Context | None, kind: str,
 
 def _job_parent(traceparent: str | None) -> Context | None:
     if not traceparent:
-        return None
+        # No stored context (a job from before tracing, or from a producer that does
+        # not trace): under the current span if that is traced, else a trace of its own.
+        return None if trace.get_current_span().get_span_context().trace_flags.sampled \
+            else Context()
     stored = propagate.extract({"traceparent": traceparent})
     stored_trace = trace.get_current_span(stored).get_span_context()
     if not stored_trace.is_valid:

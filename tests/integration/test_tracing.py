@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import ROOT, wait_until
+from tests.support.procs import ROOT, free_port, wait_until
 from tests.support.receiver import Receiver
 from tests.support.stack import producer_for, running_stack
 
@@ -83,12 +83,20 @@ def receiver():
     r.close()
 
 
+@pytest.mark.parametrize("followed_by", ["polls", "webhook"])
 def test_one_job_is_one_connected_trace_from_submit_to_the_callback(
-        redis_server, sandbox, receiver, tmp_path):  # fmt: skip
+        redis_server, sandbox, receiver, tmp_path, followed_by):  # fmt: skip
     # Given a stack and a producer process that trace to one file
     spans_file = tmp_path / "spans.jsonl"
     env = {**CALLBACK_ENV, **tracing_env(spans_file)}
-    with running_stack(redis_server.url, sandbox, extra_env=env) as stack:
+    port = None
+    steps = STEPS
+    if followed_by == "webhook":  # polls only as a far safety net
+        port = free_port()
+        env["HEADSWAP_SAFETY_NET_POLL_SECONDS"] = "300"
+        steps = tuple(s for s in STEPS if s not in ("headswap.poll", "akool.task_detail"))
+        steps += ("headswap.webhook", "run/headswap.notify")
+    with running_stack(redis_server.url, sandbox, extra_env=env, webhook_port=port) as stack:
         job = {"video_url": "https://cdn.example.com/in/traced.mp4?duration=4",
                "mappings": [{"obj_id": 0, "img_url": "https://cdn.example.com/face.jpg"}],
                "resolution": "720p", "callback_url": f"{receiver.url('traced')}?t={TOKEN}"}
@@ -105,7 +113,7 @@ def test_one_job_is_one_connected_trace_from_submit_to_the_callback(
 
         def complete() -> bool:
             names = {s["name"] for s in trace_of(read_spans(spans_file), job_id)}
-            return set(STEPS) <= names and "POST" in names and "GET" in names
+            return set(steps) <= names and "POST" in names and "GET" in names
         wait_until(complete, 20, what="every step of the job's trace exported")
         producer.close()
 
@@ -133,14 +141,20 @@ def test_one_job_is_one_connected_trace_from_submit_to_the_callback(
     # it is in the job's trace all the same, under a headswap.submit span
     assert "headswap.submit" in ancestors(one("akool.create_task"), by_id)
     assert one("akool.create_task")["attributes"]["headswap.remote_id"]
-    assert "headswap.poll" in ancestors(one("akool.task_detail"), by_id)
+    if followed_by == "polls":
+        assert "headswap.poll" in ancestors(one("akool.task_detail"), by_id)
+        assert one("headswap.poll")["service"] == "headswap-worker"
+    else:  # the receiver confirmed the final status with a detail call, sent notify
+        assert one("headswap.webhook")["service"] == "headswap-webhook"
+        assert any(s["name"] == "GET" and "headswap.webhook" in ancestors(s, by_id)
+                   for s in traced)  # fmt: skip
+        assert "headswap.webhook" in ancestors(one("run/headswap.notify"), by_id)
     assert "headswap.notify" in ancestors(one("run/headswap.deliver_callback"), by_id)
     callback_post = [s for s in traced if s["name"] == "POST"
                      and "headswap.callback" in ancestors(s, by_id)]  # fmt: skip
     assert len(callback_post) == 1
     assert one("headswap.callback")["attributes"]["headswap.outcome"] == "delivered"
     assert one("headswap.producer.submit")["service"] == "headswap-producer"
-    assert one("headswap.poll")["service"] == "headswap-worker"
 
     # And the callback request carries the trace on: its parent is the POST span
     (request,) = receiver.got("traced")
