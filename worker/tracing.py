@@ -233,6 +233,12 @@ def set_attributes(span: Any, **values: Any) -> None:
         span.set_attributes(_attributes(values))
 
 
+def annotate(**values: Any) -> None:
+    """Attributes on the current span (a step's span, from deep inside it)."""
+    if enabled():
+        set_attributes(trace.get_current_span(), **values)
+
+
 @contextlib.contextmanager
 def span(name: str, kind: str = "INTERNAL", **values: Any) -> Iterator[Any]:
     """A child of the current span, current while the block runs; None when off."""

@@ -154,6 +154,7 @@ def test_one_job_is_one_connected_trace_from_submit_to_the_callback(
                      and "headswap.callback" in ancestors(s, by_id)]  # fmt: skip
     assert len(callback_post) == 1
     assert one("headswap.callback")["attributes"]["headswap.outcome"] == "delivered"
+    assert one("headswap.callback")["attributes"]["headswap.attempt"] == 1
     assert one("headswap.producer.submit")["service"] == "headswap-producer"
 
     # And the callback request carries the trace on: its parent is the POST span

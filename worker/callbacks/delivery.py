@@ -160,6 +160,7 @@ def _attempt(
     attempt = count_attempt(rt, job_id)
     if attempt == 0:
         return Outcome("skipped", reason="job_expired")
+    tracing.annotate(attempt=attempt)
     body = callback_body(record)
     timestamp = int(time.time())
     headers = {
