@@ -39,10 +39,11 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from config.settings import redact_text, redact_url
 
@@ -66,11 +67,14 @@ _REQUESTING = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")  # fmt: skip
 _TRUE = ("1", "true", "yes", "on")
 
-try:  # the API alone is enough for spans; setup needs the SDK and instrumentations
-    from opentelemetry import propagate, trace
+if TYPE_CHECKING:
     from opentelemetry.context import Context
-except ImportError:  # pragma: no cover - exercised by the no-extra test
-    trace = None  # type: ignore[assignment]
+
+#: ``opentelemetry.trace`` and ``opentelemetry.propagate``, imported by :func:`setup` only:
+#: importing them costs ~0.2 s (the propagators' entry points are looked up), which every
+#: process that never traces — the CLI, a benchmark's children — would pay.
+trace: Any = None
+propagate: Any = None
 
 _lock = threading.Lock()
 _enabled_pid: int | None = None  # the process that set tracing up (a fork starts over)
@@ -103,8 +107,12 @@ def setup(service: str) -> bool:
             return True
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE:
             return False
+        if not requested() and "opentelemetry" not in sys.modules:
+            return False  # not asked, and no host application set OpenTelemetry up
         try:
             from opentelemetry.sdk.trace import TracerProvider as SdkProvider
+
+            _load_api()
         except ImportError:
             if requested():
                 log.info("tracing is off: the OpenTelemetry packages are not installed "
@@ -118,6 +126,14 @@ def setup(service: str) -> bool:
         _instrument()
         _enabled_pid = os.getpid()
         return True
+
+
+def _load_api() -> None:
+    global trace, propagate
+    from opentelemetry import propagate as propagate_module
+    from opentelemetry import trace as trace_module
+
+    trace, propagate = trace_module, propagate_module
 
 
 def _install_provider(service: str) -> bool:
@@ -288,9 +304,12 @@ def _job_parent(traceparent: str | None) -> Context | None:
     if not traceparent:
         # No stored context (a job from before tracing, or from a producer that does
         # not trace): under the current span if that is traced, else a trace of its own.
-        return None if trace.get_current_span().get_span_context().trace_flags.sampled \
-            else Context()
-    stored = propagate.extract({"traceparent": traceparent})
+        if trace.get_current_span().get_span_context().trace_flags.sampled:
+            return None
+        from opentelemetry.context import Context
+
+        return Context()
+    stored: Context = propagate.extract({"traceparent": traceparent})
     stored_trace = trace.get_current_span(stored).get_span_context()
     if not stored_trace.is_valid:
         return None
@@ -317,7 +336,7 @@ def inject(headers: dict[str, str]) -> None:
 
 def current_trace_id() -> str | None:
     """The current trace id as 32 hex digits (for log lines), or None."""
-    if trace is None:
+    if not enabled():
         return None
     context = trace.get_current_span().get_span_context()
     return f"{context.trace_id:032x}" if context.is_valid else None
