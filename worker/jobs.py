@@ -143,15 +143,20 @@ class Jobs:
         self.t = timings or Timings()
 
     # --- entering the system ------------------------------------------------------------
-    def enqueue(self, job_id: str, job: Mapping[str, Any]) -> Created:
+    def enqueue(self, job_id: str, job: Mapping[str, Any],
+                traceparent: str | None = None) -> Created:  # fmt: skip
         """A validated job becomes ``queued`` (on the wake-up schedule: a lost message is
         re-sent). ``status`` says whether it was created, existed, or conflicts with the
-        job that holds its idempotency key or id (different parameters)."""
+        job that holds its idempotency key or id (different parameters). ``traceparent``
+        (the job's trace context) is kept on the record, outside the fingerprint."""
         fields = record_fields(job)
+        fp = job_fingerprint(fields)
+        if traceparent:
+            fields["traceparent"] = traceparent
         return self.store.create(
             job_id,
             fields,
-            fingerprint=job_fingerprint(fields),
+            fingerprint=fp,
             idempotency_key=job.get("idempotency_key"),
             delays={"wakeup": self.t.resend_after},
         )

@@ -12,13 +12,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import heartbeat_sent, worker_ready, worker_shutting_down
+from celery.signals import (
+    beat_init,
+    heartbeat_sent,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 from celery.signals import setup_logging as celery_setup_logging
 
 from config.celery import OBSOLETE_BINDINGS
 from config.logs import setup_logging
 from config.settings import Settings
-from worker import breaker, health, signals, submission
+from worker import breaker, health, signals, submission, tracing
 from worker.metrics import start_metrics_server
 from worker.runtime import Runtime
 from worker.store import JobStore, StoreError, open_store
@@ -51,6 +59,19 @@ class Hooks:
         root logger to WARNING and its own format): ``HEADSWAP_LOG_FORMAT``/``LOG_LEVEL``
         apply."""
         setup_logging(self.settings)
+
+    def trace_worker(self, sender: Any = None, **_: Any) -> None:
+        """Tracing (``OTEL_*``) in the worker process — unless its pool forks: a span
+        exporter's thread does not survive a fork, so prefork children set it up
+        themselves (:meth:`trace_child`)."""
+        if "prefork" not in str(getattr(sender, "pool_cls", "")).lower():
+            tracing.setup("headswap-worker")
+
+    def trace_child(self, **_: Any) -> None:
+        tracing.setup("headswap-worker")
+
+    def trace_beat(self, **_: Any) -> None:
+        tracing.setup("headswap-beat")
 
     def ready(self, sender: Any = None, **_: Any) -> None:
         self.touch(min_interval=0)
@@ -241,11 +262,16 @@ class Hooks:
             with contextlib.suppress(StoreError):  # else the record expires on its own
                 self.runtime().store.workers.withdraw(hostname)
         log.info("worker shutting down", extra={"signal": sig, "how": how})
+        tracing.flush()
 
 
 def connect(settings: Settings, runtime: Callable[[], Runtime]) -> Hooks:
     hooks = Hooks(settings, runtime)
     celery_setup_logging.connect(hooks.own_logging, weak=False)
+    worker_init.connect(hooks.trace_worker, weak=False)
+    worker_process_init.connect(hooks.trace_child, weak=False)
+    beat_init.connect(hooks.trace_beat, weak=False)
+    worker_process_shutdown.connect(lambda **_: tracing.flush(), weak=False)
     worker_ready.connect(hooks.ready, weak=False)
     heartbeat_sent.connect(hooks.heartbeat, weak=False)
     worker_shutting_down.connect(hooks.shutting_down, weak=False)

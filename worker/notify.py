@@ -15,8 +15,9 @@ in their own task, so a slow producer endpoint never holds up a notification.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from worker import signals, states
+from worker import signals, states, tracing
 from worker.jobs import public_record
 from worker.runtime import Runtime
 
@@ -38,6 +39,13 @@ def notify(rt: Runtime, job_id: str) -> bool:
         return False
     if rt.store.guards.lock("notify", job_id, LOCK_SECONDS) is None:
         return False
+    with tracing.job_span("headswap.notify", record.get(tracing.RECORD_FIELD), job_id=job_id,
+                          state=record["state"]):  # fmt: skip
+        return _fire(rt, job_id, record)
+
+
+def _fire(rt: Runtime, job_id: str, record: dict[str, Any]) -> bool:
+    """The signal, the callback task, the HTTP callback's task; then the job is notified."""
     view = public_record(record)
     signals.TERMINAL_SIGNALS[record["state"]].send(sender="headswap", job=view)
     callback = record.get("callback_task")

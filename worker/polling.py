@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker import analysis, metrics, states
+from worker import analysis, metrics, states, tracing
 from worker.errors import AkoolError, AkoolFatal, AkoolNotFound
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -72,13 +72,22 @@ def poll_job(rt: Runtime, job_id: str) -> None:
     if record is None or record["state"] not in states.REMOTE_ACTIVE:
         rt.store.unschedule("poll", job_id)
         return
+    with tracing.job_span("headswap.poll", record.get(tracing.RECORD_FIELD), job_id=job_id,
+                          remote_id=record.get("remote_id")):  # fmt: skip
+        _ask(rt, job_id, record)
+
+
+def _ask(rt: Runtime, job_id: str, record: dict[str, Any]) -> None:
+    """One detail call for a followed job, and what its answer does."""
     wait = rt.detail_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
     if wait > 0:  # over the global detail rate: ask later instead of holding the thread
         metrics.RATE_LIMIT_WAITS.labels("detail").inc()
         _reschedule(rt, job_id, wait)
         return
     try:
-        task = rt.akool.task_detail(record["remote_id"])
+        with tracing.span("akool.task_detail", "CLIENT") as span:
+            task = rt.akool.task_detail(record["remote_id"])
+            tracing.set_attributes(span, remote_status=task.status)
     except AkoolNotFound as exc:
         _not_found(rt, record, exc)
         return

@@ -40,7 +40,7 @@ from typing import Any
 
 from config.celery import NOTIFY_QUEUE, SUBMIT_QUEUE
 from config.settings import Settings, get_settings
-from worker import states
+from worker import states, tracing
 from worker.callbacks.signing import verify_callback_signature as verify_callback_signature
 from worker.dispatch import CeleryDispatcher, sender_app
 from worker.errors import JobValidationError
@@ -58,6 +58,7 @@ class Producer:
         self.jobs = Jobs(self.store, Timings(resend_after=self.settings.resend_after_seconds))
         self.policy = ContractPolicy.from_settings(self.settings)
         self.celery = sender_app(self.settings, "headswap-producer")
+        tracing.setup("headswap-producer")  # on by OTEL_* variables, or the host's provider
         self._dispatch = CeleryDispatcher(self.celery)
 
     def submit(self, **message: Any) -> str:
@@ -72,11 +73,19 @@ class Producer:
         refuse — including an ``idempotency_key`` or ``job_id`` already used for a job
         with other parameters.
         """
+        with tracing.span("headswap.producer.submit") as span:
+            job_id = self._submit(message)
+            tracing.set_attributes(span, job_id=job_id)
+            return job_id
+
+    def _submit(self, message: dict[str, Any]) -> str:
         message = {k: v for k, v in message.items() if v is not None}
         job = self.policy.validate(message)
         job_id = job["job_id"] or new_job_id()
         message["job_id"] = job_id
-        created = self.jobs.enqueue(job_id, job)
+        # The record keeps this span's context: polls, the webhook, notify and the
+        # callback, in other processes, continue the job's trace from it.
+        created = self.jobs.enqueue(job_id, job, traceparent=tracing.traceparent())
         if created.status == "conflict":
             raise JobValidationError({"idempotency_key": [
                 f"Key {job.get('idempotency_key')!r} was used for job {created.job_id} "

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from worker import analysis, breaker, metrics, signals, states
+from worker import analysis, breaker, metrics, signals, states, tracing
 from worker.akool_types import CreateTaskRequest, Task
 from worker.akool_types import Mapping as AkoolMapping
 from worker.errors import (
@@ -94,13 +94,22 @@ def submit(rt: Runtime, message: Any) -> Outcome:
         record = rt.store.require(job_id)
     if record["state"] != states.QUEUED:
         return Outcome("skipped", job_id)  # redelivered, or already past the lock
-    return _submit_queued(rt, record)
+    stored = record.get(tracing.RECORD_FIELD)
+    with tracing.job_span("headswap.submit", stored, job_id=job_id) as span:
+        if span is not None and not stored:  # a producer that does not trace: start here
+            rt.store.update(job_id, {tracing.RECORD_FIELD: tracing.traceparent()},
+                            absent=tracing.RECORD_FIELD)  # fmt: skip
+        outcome = _submit_queued(rt, record)
+        tracing.set_attributes(span, outcome=outcome.status, retry_in=outcome.retry_in)
+        return outcome
 
 
 def _enqueue(rt: Runtime, message: Any, job_id: str, job: dict[str, Any]) -> Outcome | None:
     """Create the job's record; an Outcome when this message ends here (a conflict, or a
     duplicate of another job by its idempotency key), None when the job is ``job_id``."""
-    created = rt.jobs.enqueue(job_id, job)
+    # A foreign producer's job: its trace starts with this task's span (or the context
+    # its message carried).
+    created = rt.jobs.enqueue(job_id, job, traceparent=tracing.traceparent())
     if created.status == "conflict":
         used = f"Key {job.get('idempotency_key')!r} was used for job {created.job_id}"
         return _refuse_conflict(rt, message, created.job_id, "idempotency_key",
@@ -205,8 +214,10 @@ def _create(rt: Runtime, record: dict[str, Any], failures: int, now: float) -> O
     job_id = record["job_id"]
     request = create_request(rt, record)
     try:
-        with breaker.ON_THE_WIRE.sending():
+        with tracing.span("akool.create_task", "CLIENT", job_id=job_id) as span, \
+                breaker.ON_THE_WIRE.sending():
             task = rt.akool.create_task(request)
+            tracing.set_attributes(span, remote_id=task.remote_id)
     except AkoolRetryable as exc:
         if exc.unreachable:
             breaker.failed(rt.store, rt.settings)

@@ -45,7 +45,7 @@ from werkzeug.wrappers import Request, Response
 
 from config.logs import setup_logging
 from config.settings import Settings, get_settings
-from worker import states
+from worker import states, tracing
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, Task
 from worker.dispatch import CeleryDispatcher, sender_app
 from worker.errors import AkoolError, AkoolNotFound, ConfigError, NonceReplayed
@@ -298,9 +298,17 @@ class WebhookApp:
         return invalid_delivery()
 
     def _apply(self, payload: dict[str, Any], job_hint: str | None, nonce: str) -> Response:
+        job_id = self.rt.store.job_for_remote(payload["_id"])
+        known = job_id or job_hint
+        stored = self.rt.store.traceparent(known) if known and tracing.enabled() else None
+        with tracing.job_span("headswap.webhook", stored, "SERVER", job_id=known,
+                              remote_id=payload["_id"], remote_status=payload["status"]):
+            return self._route(payload, job_hint, nonce, job_id)
+
+    def _route(self, payload: dict[str, Any], job_hint: str | None, nonce: str,
+               job_id: str | None) -> Response:  # fmt: skip
         remote_id: str = payload["_id"]
         status: int = payload["status"]
-        job_id = self.rt.store.job_for_remote(remote_id)
         if job_id is None and job_hint:
             return self._bind(job_hint, remote_id, status, payload, nonce)
         if job_id is None:
@@ -470,6 +478,7 @@ def _load_in_worker(host: str, port: int) -> WebhookApp:
     """Runs in the gunicorn worker process: the app, its Runtime, the metrics server and
     the receiver's heartbeat live where the requests are served."""
     app = create_app()
+    tracing.setup("headswap-webhook")  # here, after gunicorn's fork: the export thread lives
     metrics_port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
     start_metrics_server(metrics_port, app.rt.store)
     threading.Thread(target=_heartbeat, args=(app.rt,), name="receiver-heartbeat",

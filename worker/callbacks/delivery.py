@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from config.settings import redact_url
-from worker import states
+from worker import states, tracing
 from worker.callbacks.addresses import BlockedAddress, Resolver, parse_networks, resolve_checked
 from worker.callbacks.dead_letters import (
     BLOCKED_ADDRESS,
@@ -117,7 +117,12 @@ def deliver(
         # Another run of this job's delivery is under way; it carries on the chain.
         return Outcome("skipped", reason="in_progress")
     try:
-        return _attempt(rt, record, target, keys, info, session, resolver, rng)
+        with tracing.job_span("headswap.callback", record.get(tracing.RECORD_FIELD),
+                              job_id=job_id) as span:  # fmt: skip
+            outcome = _attempt(rt, record, target, keys, info, session, resolver, rng)
+            tracing.set_attributes(span, outcome=outcome.status, reason=outcome.reason,
+                                   http_status=outcome.http_status)  # fmt: skip
+            return outcome
     finally:
         store.guards.unlock("callback", job_id, token)
 
@@ -149,6 +154,7 @@ def _attempt(
     attempt = count_attempt(rt, job_id)
     if attempt == 0:
         return Outcome("skipped", reason="job_expired")
+    tracing.annotate(attempt=attempt)
     body = callback_body(record)
     timestamp = int(time.time())
     headers = {
@@ -157,6 +163,7 @@ def _attempt(
         **headers_for(keys, event_id(job_id, str(record["state"])), timestamp, body),
         HEADER_ATTEMPT: str(attempt),
     }
+    tracing.inject(headers)  # traceparent: the producer's handler continues the job's trace
     http = session or shared_session()
     started = time.monotonic()
     try:

@@ -192,6 +192,11 @@ class JobStore:
         raw = cast(dict[str, str], self._redis.hgetall(self.keys.job(job_id)))
         return decode_record(raw) if raw else None
 
+    def traceparent(self, job_id: str) -> str | None:
+        """The job's trace context (W3C ``traceparent``, :mod:`worker.tracing`), if any."""
+        value = self._redis.hget(self.keys.job(job_id), "traceparent")
+        return str(value) if value else None
+
     def require(self, job_id: str) -> dict[str, Any]:
         record = self.get(job_id)
         if record is None:
