@@ -6,6 +6,7 @@ the HTTP callback, whose request carries the trace on to the producer's handler.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -26,7 +27,8 @@ pytest.importorskip("opentelemetry.sdk", reason="the tracing extra is not instal
 #: A query-string token on the callback URL: no span may carry it.
 TOKEN = "cb-token-" + uuid.uuid4().hex[:8]
 CALLBACK_ENV = {
-    "HEADSWAP_CALLBACK_SECRET": "tracing-callback-secret-42",
+    "HEADSWAP_CALLBACK_SECRETS": "whsec_"
+    + base64.b64encode(b"tracing-callback-secret-42!!").decode(),
     "HEADSWAP_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8",
 }
 #: The job's steps, in the order a job takes them (the HTTP client spans are the
