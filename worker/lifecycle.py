@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery.signals import heartbeat_sent, worker_ready, worker_shutting_down
+from celery.signals import celeryd_init, heartbeat_sent, worker_ready, worker_shutting_down
 from celery.signals import setup_logging as celery_setup_logging
 
 from config.celery import OBSOLETE_BINDINGS
-from config.logs import setup_logging
+from config.logs import set_hostname, setup_logging
 from config.settings import Settings
 from worker import breaker, health, signals, submission
 from worker.metrics import start_metrics_server
@@ -51,6 +51,10 @@ class Hooks:
         root logger to WARNING and its own format): ``HEADSWAP_LOG_FORMAT``/``LOG_LEVEL``
         apply."""
         setup_logging(self.settings)
+
+    def named(self, sender: Any = None, **_: Any) -> None:
+        """A worker's lines carry its Celery node name (``w1@pod``) as ``hostname``."""
+        set_hostname(sender if isinstance(sender, str) else None)
 
     def ready(self, sender: Any = None, **_: Any) -> None:
         self.touch(min_interval=0)
@@ -246,6 +250,7 @@ class Hooks:
 def connect(settings: Settings, runtime: Callable[[], Runtime]) -> Hooks:
     hooks = Hooks(settings, runtime)
     celery_setup_logging.connect(hooks.own_logging, weak=False)
+    celeryd_init.connect(hooks.named, weak=False)
     worker_ready.connect(hooks.ready, weak=False)
     heartbeat_sent.connect(hooks.heartbeat, weak=False)
     worker_shutting_down.connect(hooks.shutting_down, weak=False)
