@@ -5,7 +5,8 @@ settings; ``headswap sandbox`` runs the Akool emulator; ``headswap demo`` is ``m
 ``headswap status JOB_ID`` prints one job.
 
 Invalid settings (or no Redis server for ``demo``) end any command with one message
-naming every bad variable, exit status 2 and no traceback. The operator commands log
+naming every bad variable, exit status 2 and no traceback; a Redis that does not answer
+ends it with one line and exit status 1. The operator commands log
 through ``config/logs.py`` like the services (``HEADSWAP_LOG_FORMAT``/``LOG_LEVEL``,
 stderr), so what they change (a ``requeue``'s transition) is logged as a worker would.
 """
@@ -375,6 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"headswap {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from worker.store import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
+        # redis-py names host and port, never the password.
+        print(f"headswap {args.command}: Redis did not answer ({type(exc).__name__}: {exc}); "
+              "is HEADSWAP_REDIS_URL right and the server up?", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
