@@ -6,7 +6,7 @@ settings; ``headswap sandbox`` runs the Akool emulator; ``headswap demo`` is ``m
 
 Invalid settings (or no Redis server for ``demo``) end any command with one message
 naming every bad variable, exit status 2 and no traceback; a Redis that does not answer
-ends it with one line and exit status 1. The operator commands log
+(or fails) ends it with one line and exit status 1. The operator commands log
 through ``config/logs.py`` like the services (``HEADSWAP_LOG_FORMAT``/``LOG_LEVEL``,
 stderr), so what they change (a ``requeue``'s transition) is logged as a worker would.
 """
@@ -382,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(exc, StoreError):
             raise
         # redis-py names host and port, never the password.
-        print(f"headswap {args.command}: Redis did not answer ({type(exc).__name__}: {exc}); "
+        print(f"headswap {args.command}: Redis failed ({type(exc).__name__}: {exc}); "
               "is HEADSWAP_REDIS_URL right and the server up?", file=sys.stderr)
         return 1
 

@@ -80,4 +80,4 @@ def test_a_redis_that_does_not_answer_is_one_line_not_a_traceback():
                           env={**env, "HEADSWAP_REDIS_URL": url})
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
-    assert proc.stderr.startswith("headswap status: Redis did not answer (ConnectionError")
+    assert proc.stderr.startswith("headswap status: Redis failed (ConnectionError")
