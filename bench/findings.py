@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bench.report import COMPACT_HASH_ENCODINGS
+
 Status = bool | str | None
 
 #: finding -> the test (real processes, real Redis, the sandbox) that fails if it returns.
@@ -38,7 +40,7 @@ def _webhook_race_fixed(results: Mapping[str, Any]) -> bool | None:
 
 def _compact_hashes(results: Mapping[str, Any]) -> bool | None:
     kb = results.get("schedule_scale", {}).get("key_breakdown")
-    return (kb.get("hash encoding") == "listpack") if kb else None
+    return (kb.get("hash encoding") in COMPACT_HASH_ENCODINGS) if kb else None
 
 
 def _signals_in_workers(results: Mapping[str, Any]) -> bool | None:

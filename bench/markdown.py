@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import (
+    COMPACT_HASH_ENCODINGS,
     LATENCY_TOLERANCE,
     TARGET_BYTES_PER_JOB,
     TARGET_DETAIL_PER_JOB,
@@ -178,12 +179,13 @@ def why_memory(results: Mapping[str, Any]) -> str:
     kb = sc.get("key_breakdown", {})
     variant = sc.get("listpack_variant", {})
     last = (sc.get("rows") or [{}])[-1]
-    limit = results["meta"].get("redis_server", {}).get("hash-max-listpack-value")
+    server = results["meta"].get("redis_server", {})
+    limit = server.get("hash-max-listpack-value", server.get("hash-max-ziplist-value"))
     parts = [(f"`{row['key']}` ({row['type']})", row["bytes"]) for row in kb.get("keys", [])]
     text = (f"**Memory.** {fmt(last.get('bytes_per_job'), 0)} B per pending job at "
             f"{last.get('pending', 0):,} pending: "
             + ", ".join(f"{name} {fmt(size)} B" for name, size in parts if size) + ".")
-    if kb.get("hash encoding") != "listpack":
+    if kb.get("hash encoding") not in COMPACT_HASH_ENCODINGS:
         text += (f" The job hash is a `{kb.get('hash encoding')}` because its `request` field "
                  f"({fmt(kb.get('largest field bytes'))} B) is longer than the server's "
                  f"`hash-max-listpack-value` ({limit} B)")
@@ -414,7 +416,7 @@ def schedule(results: Mapping[str, Any]) -> str:
                      "`poll_batch` messages.")
     variant = sc.get("listpack_variant")
     variant_text = ""
-    if variant and kb.get("hash encoding") != "listpack":
+    if variant and kb.get("hash encoding") not in COMPACT_HASH_ENCODINGS:
         variant_text = (f"\n\nThe same jobs with `hash-max-listpack-value "
                         f"{variant['hash_max_listpack_value']}` ({variant['pending']:,} pending): "
                         f"{fmt(variant['bytes_per_job'], 0)} B per job, the job hash "
@@ -492,11 +494,11 @@ FINDINGS: list[tuple[str, str, str]] = [
      "175 → 227 jobs/s (the ratio barely moves: both pay it). Suggestion: a setting "
      "(`HEADSWAP_TASK_EVENTS`, off by default) for whoever runs Flower."),
     ("5", "A webhook that beats the create's answer was dropped (`worker/webhook.py`, "
-          "`_bind_ambiguous`)",
+          "`WebhookApp._bind`)",
      "When the webhook arrives after the receiver's `job_for_remote()` lookup failed but "
      "after the worker recorded the create, the job is no longer `submitting`, the receiver "
      "answered 200 \"unknown task\" and the job waited for the safety-net poll (300 s by "
-     "default; 21 of 2,000 jobs in the first runs). Fix: in `_bind_ambiguous`, return the "
+     "default; 21 of 2,000 jobs in the first runs). Fix: in `WebhookApp._bind`, return the "
      "job when its recorded `remote_id` is the webhook's. Status here: whether any job of the "
      "webhook-on run needed the safety net."),
     ("6", "Job hashes were hashtables (`worker/store.py`, Redis config)",

@@ -17,6 +17,8 @@ TARGET_BYTES_PER_JOB = 1536
 TARGET_RATE_ERROR_PCT = 5.0
 #: "at equal completion latency": the project's p50 may exceed the naive worker's by this.
 LATENCY_TOLERANCE = 1.10
+#: The encodings of a compact (small) hash: Redis 7 calls it ``listpack``, 6.2 ``ziplist``.
+COMPACT_HASH_ENCODINGS = frozenset({"listpack", "ziplist"})
 
 
 def fmt(value: Any, digits: int = 2) -> str:

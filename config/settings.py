@@ -1,10 +1,12 @@
 """The one settings object: read once from ``HEADSWAP_*`` environment variables.
 
 Every process (worker, beat, webhook, sandbox client, producer) calls :func:`get_settings`
-and gets the same frozen, typed object. Invalid values fail fast with an error that names
-the variable, collected all at once (environs with ``eager=False``). Secrets may also be
-read from files (``HEADSWAP_AKOOL_API_KEY_FILE=/run/secrets/key``) so they can be mounted
-from a Kubernetes Secret instead of living in the pod's environment.
+and gets the same frozen, typed object. Invalid values fail fast with one
+:class:`ConfigError` listing every problem, a line per variable: values that do not parse
+(environs with ``eager=False``), secret files that cannot be read, and rules between
+variables (judged on the values that did parse). ``headswap`` prints it and exits 2.
+Secrets may also be read from files (``HEADSWAP_AKOOL_API_KEY_FILE=/run/secrets/key``) so
+they can be mounted from a Kubernetes Secret instead of living in the pod's environment.
 """
 
 from __future__ import annotations
@@ -59,11 +61,15 @@ class Secret:
 
 
 class _MappingEnv(FileAwareEnv):
-    """environs reading from an explicit mapping (tests) instead of ``os.environ``."""
+    """environs reading from an explicit mapping (tests) instead of ``os.environ``.
+
+    An unreadable ``HEADSWAP_<NAME>_FILE`` is collected in ``file_errors`` (the variable
+    then counts as unset), so it is reported with every other problem at once."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         super().__init__(eager=False, prefix=PREFIX, strip_whitespace=True)
         self._mapping = environ
+        self.file_errors: dict[str, str] = {}
 
     def _get_value(self, env_key: str, default: Any) -> Any:
         file_key = f"{env_key}{self.file_suffix}"
@@ -72,7 +78,9 @@ class _MappingEnv(FileAwareEnv):
                 with open(file_path, encoding="utf-8") as fh:
                     return fh.read().strip()
             except OSError as err:
-                raise ValueError(f"The value of {file_key} must be a readable file path.") from err
+                self.file_errors[file_key] = (
+                    f"must be the path of a readable file ({err.strerror}: {file_path})")
+                return default
         return self._mapping.get(env_key, default)
 
 
@@ -461,7 +469,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "connect_timeout": env.float("CONNECT_TIMEOUT", d.connect_timeout, validate=_POSITIVE),
         "read_timeout": env.float("READ_TIMEOUT", d.read_timeout, validate=_POSITIVE),
         "http_pool_size": env.int("HTTP_POOL_SIZE", d.http_pool_size, validate=Range(1, 1024)),
-        "allowed_models": tuple(env.list("ALLOWED_MODELS", list(d.allowed_models))),
+        "allowed_models": _stripped(env.list("ALLOWED_MODELS", list(d.allowed_models))),
         "job_retention_seconds": env.int(
             "JOB_RETENTION_SECONDS", d.job_retention_seconds, validate=Range(60)
         ),
@@ -593,63 +601,81 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "LOG_LEVEL", d.log_level, validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
         ),
     }
+    problems = dict(env.file_errors)
     try:
         env.seal()
     except EnvError as exc:
-        raise ConfigError(_describe(exc)) from None
-    settings = Settings(**values)
-    _check_consistency(settings)
+        problems.update(_type_errors(exc))
+    # Consistency is judged on what did parse (a default stands in for a bad value), and
+    # said only where none of its variables is already reported: one message, all of it.
+    usable = {k: getattr(d, k) if _unparsed(v) else v for k, v in values.items()}
+    settings = Settings(**usable)
+    unjudged = set(problems)  # a rule over a variable that did not parse is not judged
+    for names, problem in _inconsistencies(settings):
+        if unjudged.isdisjoint(f"{PREFIX}{name}" for name in names):
+            key = f"{PREFIX}{names[0]}"
+            problems[key] = f"{problems[key]}; {problem}" if key in problems else problem
+    if problems:
+        raise ConfigError(describe_problems(problems))
     return settings
 
 
-def _describe(exc: EnvError) -> str:
+def _unparsed(value: Any) -> bool:
+    """What environs gives for a variable that failed to parse (it collects the error)."""
+    return value is None or (isinstance(value, Secret) and value.get() is None)
+
+
+def _type_errors(exc: EnvError) -> dict[str, str]:
     errors = getattr(exc, "error_messages", None)
-    if isinstance(errors, Mapping):
-        parts = [f"{name}: {'; '.join(map(str, msgs))}" for name, msgs in sorted(errors.items())]
-        return "invalid settings: " + ", ".join(parts)
-    return f"invalid settings: {exc}"
+    if not isinstance(errors, Mapping):
+        return {"settings": str(exc)}
+    return {str(name): "; ".join(map(str, msgs)) for name, msgs in errors.items()}
 
 
-def _check_consistency(s: Settings) -> None:
-    problems = []
+def describe_problems(problems: Mapping[str, str]) -> str:
+    """One message for every problem: a line per variable, in name order."""
+    count = len(problems)
+    lines = [f"  {name}: {text}" for name, text in sorted(problems.items())]
+    return (f"invalid settings ({count} problem{'s' if count > 1 else ''}; "
+            f"fix {'them' if count > 1 else 'it'} and start again):\n" + "\n".join(lines))
+
+
+def _inconsistencies(s: Settings) -> list[tuple[tuple[str, ...], str]]:
+    """Rules between variables: (the variables involved, the first one reported; what is
+    wrong)."""
+    problems: list[tuple[tuple[str, ...], str]] = []
     if s.poll_min_interval_seconds > s.poll_max_interval_seconds:
-        problems.append(
-            f"{PREFIX}POLL_MIN_INTERVAL_SECONDS must not exceed {PREFIX}POLL_MAX_INTERVAL_SECONDS"
-        )
+        problems.append((("POLL_MIN_INTERVAL_SECONDS", "POLL_MAX_INTERVAL_SECONDS"),
+                         f"must not exceed {PREFIX}POLL_MAX_INTERVAL_SECONDS"))
     if not s.redis_url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
-        problems.append(
-            f"{PREFIX}REDIS_URL must start with redis://, rediss://, unix:// or sentinel://"
-        )
+        problems.append((("REDIS_URL",),
+                         "must start with redis://, rediss://, unix:// or sentinel://"))
     elif s.redis_url.startswith("sentinel://"):
         try:
             sentinel_of(s.redis_url)
         except ValueError as exc:
-            problems.append(f"{PREFIX}REDIS_URL: {exc}")
+            problems.append((("REDIS_URL",), str(exc)))
     if not s.akool_base_url.startswith(("http://", "https://")):
-        problems.append(f"{PREFIX}AKOOL_BASE_URL must be an http(s) URL")
+        problems.append((("AKOOL_BASE_URL",), "must be an http(s) URL"))
     if bool(s.akool_client_id) != bool(s.akool_client_secret):
-        problems.append(
-            f"{PREFIX}AKOOL_CLIENT_ID and {PREFIX}AKOOL_CLIENT_SECRET must be set together"
-        )
+        problems.append((("AKOOL_CLIENT_ID", "AKOOL_CLIENT_SECRET"),
+                         f"must be set together with {PREFIX}AKOOL_CLIENT_SECRET (token auth "
+                         "and the webhook need both)"))
     if not s.allowed_models:
-        problems.append(f"{PREFIX}ALLOWED_MODELS must name at least one model")
+        problems.append((("ALLOWED_MODELS",), "must name at least one model"))
     if s.visibility_timeout_seconds <= s.read_timeout + s.retry_backoff_max_seconds:
-        problems.append(
-            f"{PREFIX}VISIBILITY_TIMEOUT_SECONDS must exceed {PREFIX}READ_TIMEOUT + "
-            f"{PREFIX}RETRY_BACKOFF_MAX_SECONDS (a running task must never be redelivered)"
-        )
+        problems.append((("VISIBILITY_TIMEOUT_SECONDS", "READ_TIMEOUT",
+                          "RETRY_BACKOFF_MAX_SECONDS"),
+                         f"must exceed {PREFIX}READ_TIMEOUT + {PREFIX}RETRY_BACKOFF_MAX_SECONDS "
+                         "(a running task must never be redelivered)"))
     if s.akool_breaker_pause_max_seconds < s.akool_breaker_pause_seconds:
-        problems.append(
-            f"{PREFIX}AKOOL_BREAKER_PAUSE_MAX_SECONDS must not be below "
-            f"{PREFIX}AKOOL_BREAKER_PAUSE_SECONDS"
-        )
+        problems.append((("AKOOL_BREAKER_PAUSE_MAX_SECONDS", "AKOOL_BREAKER_PAUSE_SECONDS"),
+                         f"must not be below {PREFIX}AKOOL_BREAKER_PAUSE_SECONDS"))
     if s.beat_silence_seconds <= 2 * s.poll_tick_seconds:
-        problems.append(
-            f"{PREFIX}BEAT_SILENCE_SECONDS must exceed twice {PREFIX}POLL_TICK_SECONDS "
-            "(or every late tick is an alarm)"
-        )
-    if problems:
-        raise ConfigError("invalid settings: " + "; ".join(problems))
+        problems.append((("BEAT_SILENCE_SECONDS", "POLL_TICK_SECONDS"),
+                         f"must exceed twice {PREFIX}POLL_TICK_SECONDS "
+                         "(or every late tick is an alarm)"))
+    return problems
 
 
 @functools.cache

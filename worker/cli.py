@@ -3,6 +3,12 @@
 ``headswap worker`` / ``headswap beat`` wrap the real Celery commands with the project's
 settings; ``headswap sandbox`` runs the Akool emulator; ``headswap demo`` is ``make run``;
 ``headswap status JOB_ID`` prints one job.
+
+Invalid settings (or no Redis server for ``demo``) end any command with one message
+naming every bad variable, exit status 2 and no traceback; a Redis that does not answer
+(or fails) ends it with one line and exit status 1. The operator commands log
+through ``config/logs.py`` like the services (``HEADSWAP_LOG_FORMAT``/``LOG_LEVEL``,
+stderr), so what they change (a ``requeue``'s transition) is logged as a worker would.
 """
 
 from __future__ import annotations
@@ -15,12 +21,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from config.celery import QUEUES
+from worker.errors import ConfigError
 
 #: The queues ``headswap worker`` consumes unless ``-Q`` says otherwise.
 DEFAULT_QUEUES = ",".join(QUEUES)
 #: ``headswap beat``'s schedule file unless ``-s`` says otherwise.
 DEFAULT_SCHEDULE = "/tmp/headswap-beat-schedule"  # noqa: S108 (an emptyDir in the pod)
 _PASSTHROUGH = ("worker", "beat")
+#: Commands that log as the services do; the others set up logging themselves (worker,
+#: beat and webhook in their own processes, the sandbox) or keep a terminal to themselves
+#: (``demo``'s live view; its worker and beat log to files) or must stay minimal
+#: (``healthcheck``, a probe).
+_OPERATOR_COMMANDS = ("status", "stats", "watch", "requeue", "fail", "store-lost",
+                      "dead-messages")
 
 
 def headswap_command(*args: str) -> list[str]:
@@ -69,6 +82,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
+    from config.settings import get_settings
+
+    get_settings()  # a settings error is said here, not as a traceback inside Celery
     command = beat_command(args.schedule, args.celery_args)
     os.execv(command[0], command)  # noqa: S606 (fixed argv, no shell)
     return 0  # pragma: no cover
@@ -245,7 +261,10 @@ def _dead_table(entries: list[dict[str, Any]]) -> Any:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from config.settings import get_settings
     from worker.demo import run_demo
+
+    get_settings()  # before anything starts: the worker and beat would refuse them too
 
     return run_demo(jobs=args.jobs, timeout=args.timeout)
 
@@ -351,7 +370,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     handler: Any = args.handler
-    return int(handler(args) or 0)
+    try:
+        if args.command in _OPERATOR_COMMANDS:
+            from config.logs import setup_logging
+            from config.settings import get_settings
+
+            setup_logging(get_settings())
+        return int(handler(args) or 0)
+    except ConfigError as exc:
+        print(f"headswap {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from worker.store import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
+        # redis-py names host and port, never the password.
+        print(f"headswap {args.command}: Redis failed ({type(exc).__name__}: {exc}); "
+              "is HEADSWAP_REDIS_URL right and the server up?", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from typing import Any
 
 from celery.signals import (
     beat_init,
+    celeryd_init,
     heartbeat_sent,
     worker_init,
     worker_process_init,
@@ -24,7 +25,7 @@ from celery.signals import (
 from celery.signals import setup_logging as celery_setup_logging
 
 from config.celery import OBSOLETE_BINDINGS
-from config.logs import setup_logging
+from config.logs import set_hostname, setup_logging
 from config.settings import Settings
 from worker import breaker, health, signals, submission, tracing
 from worker.metrics import start_metrics_server
@@ -72,6 +73,10 @@ class Hooks:
 
     def trace_beat(self, **_: Any) -> None:
         tracing.setup("headswap-beat")
+
+    def named(self, sender: Any = None, **_: Any) -> None:
+        """A worker's lines carry its Celery node name (``w1@pod``) as ``hostname``."""
+        set_hostname(sender if isinstance(sender, str) else None)
 
     def ready(self, sender: Any = None, **_: Any) -> None:
         self.touch(min_interval=0)
@@ -272,6 +277,7 @@ def connect(settings: Settings, runtime: Callable[[], Runtime]) -> Hooks:
     worker_process_init.connect(hooks.trace_child, weak=False)
     beat_init.connect(hooks.trace_beat, weak=False)
     worker_process_shutdown.connect(lambda **_: tracing.flush(), weak=False)
+    celeryd_init.connect(hooks.named, weak=False)
     worker_ready.connect(hooks.ready, weak=False)
     heartbeat_sent.connect(hooks.heartbeat, weak=False)
     worker_shutting_down.connect(hooks.shutting_down, weak=False)

@@ -493,5 +493,6 @@ def serve(host: str, port: int) -> None:
     (:mod:`worker.wsgi_server`); put a TLS proxy in front. Returns after SIGTERM."""
     settings = get_settings()
     check_settings(settings)
+    setup_logging(settings)  # the gunicorn arbiter's lines; the worker process sets its own
     print(f"webhook listening on http://{host}:{port}", flush=True)
     serve_wsgi(functools.partial(_load_in_worker, host, port), host, port, limits(settings))

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
@@ -254,6 +255,19 @@ class BufferedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.pending_conns = keep
 
 
+class RootLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's error log (boot, worker exits, timeouts) handed to the root logger, so
+    the process's logging setup (``HEADSWAP_LOG_FORMAT``/``LOG_LEVEL``) rules its lines
+    too instead of gunicorn's own plain-text handler and level."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in list(self.error_log.handlers):
+            self.error_log.removeHandler(handler)
+        self.error_log.propagate = True
+        self.error_log.setLevel(logging.NOTSET)
+
+
 class _Application(BaseApplication):  # type: ignore[misc]
     def __init__(self, load: Callable[[], Any], options: dict[str, Any]) -> None:
         self._load = load
@@ -289,7 +303,7 @@ def gunicorn_options(host: str, port: int, limits: Limits) -> dict[str, Any]:
         "backlog": 512,
         "accesslog": None,
         "errorlog": "-",
-        "loglevel": "warning",
+        "logger_class": RootLogger,
         "proc_name": "headswap-webhook",
         "worker_tmp_dir": "/tmp",  # noqa: S108 (the one writable path in the pod)
         "control_socket_disable": True,
@@ -303,4 +317,5 @@ def serve(load: Callable[[], Any], host: str, port: int, limits: Limits) -> None
     _Application(load, gunicorn_options(host, port, limits)).run()
 
 
-__all__ = ["BufferedThreadWorker", "Limits", "gunicorn_options", "request_state", "serve"]
+__all__ = ["BufferedThreadWorker", "Limits", "RootLogger", "gunicorn_options", "request_state",
+           "serve"]

@@ -1,7 +1,10 @@
 """The ``headswap`` command line: worker and beat pass Celery's options through."""
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from config.celery import QUEUES
 from worker.cli import beat_command, parse_args, worker_command
@@ -48,3 +51,33 @@ def test_other_commands_still_refuse_unknown_options():
     proc = subprocess.run([sys.executable, "-m", "worker.cli", "status", "j1", "--bogus"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+
+
+BAD_SETTINGS = {"HEADSWAP_READ_TIMEOUT": "soon", "HEADSWAP_POLL_MIN_INTERVAL_SECONDS": "90",
+                "HEADSWAP_LOG_LEVEL": "LOUD"}
+
+
+@pytest.mark.parametrize("argv", [["worker"], ["beat"], ["webhook"], ["demo"],
+                                  ["status", "j1"], ["requeue", "j1"]])
+def test_bad_settings_stop_every_command_with_one_message_and_no_traceback(argv):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADSWAP_")}
+    proc = subprocess.run([sys.executable, "-m", "worker.cli", *argv], capture_output=True,
+                          text=True, check=False, timeout=60, env={**env, **BAD_SETTINGS})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"headswap {argv[0]}: invalid settings (3 problems")
+    for name in BAD_SETTINGS:
+        assert f"  {name}: " in proc.stderr
+
+
+def test_a_redis_that_does_not_answer_is_one_line_not_a_traceback():
+    from worker.devstack.procs import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADSWAP_")}
+    url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    proc = subprocess.run([sys.executable, "-m", "worker.cli", "status", "j1"],
+                          capture_output=True, text=True, check=False, timeout=60,
+                          env={**env, "HEADSWAP_REDIS_URL": url})
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
+    assert proc.stderr.startswith("headswap status: Redis failed (ConnectionError")

