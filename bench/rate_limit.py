@@ -35,8 +35,9 @@ RATE = "create"
 KEY = "{headswap}:rate:create"  # JobStore("headswap").keys.rate(RATE)
 
 
-def _hammer(redis_url: str, rate: float, burst: int, start_at: float, seconds: float) -> None:
-    """One hammering process (``python -m bench.rate_limit``): prints its grant times."""
+def _hammer(redis_url: str, rate: float, burst: int, seconds: float) -> None:
+    """One hammering process (``python -m bench.rate_limit``): says ``ready`` once imported,
+    reads the common start time from stdin, prints its grant times."""
     from worker.limits import Rate, RateLimiter
     from worker.store import JobStore
 
@@ -44,6 +45,8 @@ def _hammer(redis_url: str, rate: float, burst: int, start_at: float, seconds: f
     assert store.keys.rate(RATE) == KEY
     limiter = RateLimiter(store.guards, RATE, Rate(rate, burst))
     grants: list[float] = []
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
     time.sleep(max(0.0, start_at - time.time()))
     end = start_at + seconds
     while time.time() < end:
@@ -74,12 +77,19 @@ def run_limiter(redis_url: str, *, processes: int = 4, rate: float = 20.0, burst
                 seconds: float = 10.0) -> dict[str, Any]:
     r = redis.Redis.from_url(redis_url)
     r.delete(KEY)
-    start_at = time.time() + 1.5  # after every child has imported
     args = [sys.executable, "-m", "bench.rate_limit", redis_url, str(rate), str(burst),
-            repr(start_at), str(seconds)]
-    children = [subprocess.Popen(args, stdout=subprocess.PIPE, cwd=str(ROOT))
-                for _ in range(processes)]
+            str(seconds)]
+    children = [subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 cwd=str(ROOT), text=True)
+                for _ in range(processes)]  # fmt: skip
+    for child in children:  # a loaded machine can take seconds to import: wait for all
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    start_at = time.time() + 0.2
     results = []
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(f"{start_at!r}\n")
+        child.stdin.flush()
     for child in children:
         out, _ = child.communicate(timeout=seconds + 60)
         results.append((child.pid, json.loads(out)))
@@ -141,5 +151,4 @@ def run_workers(bench: Bench, *, processes: int = 4, concurrency: int = 4, rate:
 
 
 if __name__ == "__main__":
-    _hammer(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]),
-            float(sys.argv[5]))
+    _hammer(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
