@@ -14,9 +14,10 @@ in their own task, so a slow producer endpoint never holds up a notification.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
-from worker import signals, states
+from worker import metrics, signals, states
 from worker.jobs import public_record
 from worker.runtime import Runtime
 
@@ -50,6 +51,8 @@ def notify(rt: Runtime, job_id: str) -> bool:
     rt.store.update(job_id, stamp=("notified_at",))
     rt.store.unschedule("outbox", job_id)
     log.info("job notified", extra={"job_id": job_id, "state": record["state"]})
+    with contextlib.suppress(Exception):  # a metric never fails a done notification
+        metrics.observe_notified(record, rt.store.clock())
     return True
 
 
