@@ -137,6 +137,22 @@ CALLBACK_DEAD_LETTERS = Counter(
     ["reason"],
 )
 
+#: Series that exist at 0 from the start: ``increase()`` over a series born at 1 (the
+#: first event of a process) sees nothing, so an alert on the first paid-but-failed create
+#: or dead letter would never fire.
+_KNOWN_LABELS: tuple[tuple[Any, tuple[str, ...]], ...] = (
+    (UNBOUND_CREATES, ("paid_but_failed", "unbound_create")),
+    (AKOOL_BREAKER, ("opened", "closed")),
+    (FAILURES, ("ambiguous_submission",)),
+    (CALLBACK_DELIVERIES, ("delivered", "retried", "dead_lettered")),
+    (CALLBACK_DEAD_LETTERS, ("http_status", "attempts_exhausted", "blocked_address",
+                             "invalid_url", "no_callback_secret")),
+    (WEBHOOK_DELIVERIES, ("applied", "refused", "too_large", "error")),
+)
+for _metric, _values in _KNOWN_LABELS:
+    for _value in _values:
+        _metric.labels(_value)
+
 #: Outcome.status of a callback attempt -> the outcome label (skipped attempts: none).
 _CALLBACK_OUTCOMES = {"delivered": "delivered", "retry": "retried", "dead": "dead_lettered"}
 
