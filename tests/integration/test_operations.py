@@ -47,7 +47,21 @@ def test_metrics_are_scraped_from_a_running_worker_and_the_heartbeat_tracks_its_
         producer = producer_for(st)
         ids = [producer.submit(**job(i)) for i in range(5)]
         wait_all_terminal(producer, ids, timeout=30)
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        def scrape() -> str:
+            return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        def all_notified() -> bool:
+            text = scrape()
+            try:
+                done = metric(text, "headswap_job_duration_seconds_count", state="succeeded")
+            except AssertionError:  # no job notified yet: the series does not exist
+                return False
+            return done == 5 and metric(text, "headswap_jobs_notify_pending") == 0
+
+        # terminal first, notified a moment later (the outbox, then the latency metrics)
+        wait_until(all_notified, 15, what="the jobs to be notified")
+        text = scrape()
         assert metric(text, "headswap_akool_calls_total", operation="create", result="ok") == 5
         assert metric(text, "headswap_akool_calls_total", operation="task_detail",
                       result="ok") >= 5
