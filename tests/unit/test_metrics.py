@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.unit.test_callbacks import PUBLIC, FakeSession, make_rt, terminal_job
 from worker import metrics, polling, states
+from worker.callbacks import delivery
 from worker.store import JobStore
+
+__all__ = ["make_rt"]  # the fixture, shared with tests/unit/test_callbacks.py
 
 
 @pytest.fixture
@@ -136,3 +140,21 @@ def test_build_info_names_version_and_component():
     labels = metrics.build_labels("webhook")
     assert labels["version"] not in ("", "unknown") and labels["component"] == "webhook"
     assert registry.get_sample_value("headswap_build_info", labels) == 1
+
+
+def test_callback_deliveries_are_counted_where_they_happen(make_rt):
+    """Two failed attempts and a last one: retried twice, dead-lettered once (the real
+    delivery code and store; the stand-in HTTP session of tests/unit/test_callbacks.py)."""
+    rt = make_rt()
+    job_id = terminal_job(rt, "metrics-cb")
+
+    def counts():
+        return (sample("headswap_callback_deliveries_total", {"outcome": "retried"}),
+                sample("headswap_callback_deliveries_total", {"outcome": "dead_lettered"}),
+                sample("headswap_callback_dead_letters_total", {"reason": "attempts_exhausted"}))
+
+    retried, dead, exhausted = counts()
+    session = FakeSession(500, 503, 502)
+    for _ in range(3):
+        delivery.deliver(rt, job_id, session=session, resolver=PUBLIC)
+    assert counts() == (retried + 2, dead + 1, exhausted + 1)
