@@ -218,9 +218,10 @@ def time_ticks(r: redis.Redis, rt: Any, cloner: Cloner, due: int,
     store = rt.store
     poll_key = store.keys.schedule("poll")
     claim_ms: list[float] = []
-    orig_claim = store.claim_due
+    # The poll tick claims with the due times (claim_due_scored); same script as claim_due.
+    orig_claim = store.claim_due_scored
 
-    def timed_claim(schedule: str, *a: Any, **kw: Any) -> list[str]:
+    def timed_claim(schedule: str, *a: Any, **kw: Any) -> list[tuple[str, float]]:
         t = time.perf_counter()
         try:
             return orig_claim(schedule, *a, **kw)  # type: ignore[no-any-return]
@@ -228,7 +229,7 @@ def time_ticks(r: redis.Redis, rt: Any, cloner: Cloner, due: int,
             if schedule == "poll":
                 claim_ms.append((time.perf_counter() - t) * 1000)
 
-    store.claim_due = timed_claim
+    store.claim_due_scored = timed_claim
     total_ms: list[float] = []
     claimed: list[int] = []
     try:
@@ -245,7 +246,7 @@ def time_ticks(r: redis.Redis, rt: Any, cloner: Cloner, due: int,
             if members:
                 r.zadd(poll_key, {m: time.time() + 3600 for m in members}, xx=True)
     finally:
-        store.claim_due = orig_claim
+        store.claim_due_scored = orig_claim
 
     def p(values: list[float], q: float) -> float:
         ordered = sorted(values)

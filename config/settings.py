@@ -217,7 +217,10 @@ class Settings:
     #: HEADSWAP_WEBHOOK_REFUSAL_FLOOR_MS: a refused delivery is answered no sooner than
     #: this after its body was read, so no failure kind answers faster than another.
     webhook_refusal_floor_ms: float = 10.0
-    #: HEADSWAP_WEBHOOK_THREADS: request threads of the receiver (one gunicorn process).
+    #: HEADSWAP_WEBHOOK_PROCESSES: gunicorn worker processes of the receiver (their
+    #: metrics are summed by the gunicorn master: prometheus-client multiprocess mode).
+    webhook_processes: int = 1
+    #: HEADSWAP_WEBHOOK_THREADS: request threads of each receiver process.
     webhook_threads: int = 32
     #: HEADSWAP_WEBHOOK_MAX_CONNECTIONS: open client connections the receiver holds at most.
     webhook_max_connections: int = 500
@@ -562,6 +565,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "webhook_trust_payload": env.bool("WEBHOOK_TRUST_PAYLOAD", d.webhook_trust_payload),
         "webhook_refusal_floor_ms": env.float(
             "WEBHOOK_REFUSAL_FLOOR_MS", d.webhook_refusal_floor_ms, validate=Range(0, 1000)
+        ),
+        "webhook_processes": env.int(
+            "WEBHOOK_PROCESSES", d.webhook_processes, validate=Range(1, 64)
         ),
         "webhook_threads": env.int("WEBHOOK_THREADS", d.webhook_threads, validate=Range(1, 1024)),
         "webhook_max_connections": env.int(

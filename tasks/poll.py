@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from worker import polling, sweeper
 from worker.app import app, get_runtime
 
@@ -14,6 +16,7 @@ def poll_due() -> int:
 
 
 @app.task(name="headswap.poll_batch")
-def poll_batch(members: list[str]) -> None:
-    """Ask Akool about each claimed task and apply what it says."""
-    polling.poll_batch(get_runtime(), members)
+def poll_batch(members: list[str], due: list[float] | None = None, **_later: Any) -> None:
+    """Ask Akool about each claimed task and apply what it says. ``due``: when each was
+    due (server clock); arguments a later beat may add are ignored (rolling upgrades)."""
+    polling.poll_batch(get_runtime(), members, due)

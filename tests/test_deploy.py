@@ -43,16 +43,20 @@ CONSTRAINTS = DEPLOY / "constraints.txt"
 COMPOSE = DEPLOY / "compose.yaml"
 BASE = DEPLOY / "k8s" / "base"
 OVERLAY = DEPLOY / "k8s" / "overlays" / "example"
+MONITORING = DEPLOY / "k8s" / "components" / "monitoring"
 YAMLLINT_CONFIG = ROOT / ".yamllint.yaml"
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 VENV_BIN = Path(sys.executable).parent
 
 #: Oldest Kubernetes minor the manifests must be valid for, and the newest bundled schema.
 K8S_VERSIONS = ("1.30", kv.latest_version())
-#: Custom resources kubernetes-validate has no schema for; checked by _check_crd instead.
+#: Custom resources kubernetes-validate has no schema for (KEDA, the Prometheus
+#: Operator): the schema validator skips them and _check_crd checks what we rely on.
 CRD_KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 #: Environment variables read outside config.settings (worker.health, worker.lifecycle).
 EXTRA_ENV = {"HEADSWAP_METRICS_PORT", "HEADSWAP_HEARTBEAT_FILE"}
@@ -352,6 +356,17 @@ def test_base_kustomization_lists_every_file() -> None:
     assert set(resources) == _files_in(BASE)
 
 
+def test_the_overlay_includes_the_monitoring_component_and_the_base_does_not() -> None:
+    assert "../../components/monitoring" in _kustomization(OVERLAY).get("components", [])
+    assert not _kustomization(BASE).get("components")
+    base_kinds = {d["kind"] for d in _base_docs()}
+    assert not base_kinds & {"PodMonitor", "PrometheusRule"}, "the base needs no Operator CRDs"
+    component = _kustomization(MONITORING)
+    assert component["kind"] == "Component"
+    generated = {f for gen in component.get("configMapGenerator", []) for f in gen["files"]}
+    assert set(component["resources"]) | generated == _files_in(MONITORING)
+
+
 def test_overlay_kustomization_lists_every_file_and_patches_real_resources() -> None:
     kustomization = _kustomization(OVERLAY)
     local = {r for r in kustomization["resources"] if not r.startswith("..")}
@@ -371,10 +386,40 @@ def test_overlay_kustomization_lists_every_file_and_patches_real_resources() -> 
         assert key in base, f"{entry['path']} patches {key}, which the base does not define"
 
 
+def _check_pod_monitor(spec: Doc, docs: list[Doc]) -> None:
+    """It scrapes the metrics port of exactly the worker and webhook pods."""
+    assert set(spec) <= {"selector", "podMetricsEndpoints", "podTargetLabels", "jobLabel",
+                         "namespaceSelector", "sampleLimit"}  # fmt: skip
+    selector = spec["selector"]
+    scraped = set()
+    for deployment in _of_kind(docs, "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if not selector.get("matchLabels", {}).items() <= labels.items():
+            continue
+        if all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", [])
+               if e["operator"] == "In"):  # fmt: skip
+            scraped.add(labels[COMPONENT_LABEL])
+            ports = {p["name"] for p in _container(deployment).get("ports", [])}
+            for endpoint in spec["podMetricsEndpoints"]:
+                assert endpoint["port"] in ports, f"{labels[COMPONENT_LABEL]} has no port"
+                assert endpoint.get("path", "/metrics") == "/metrics"
+    assert scraped == {"worker", "webhook"}, f"the PodMonitor scrapes {sorted(scraped)}"
+
+
 def _check_crd(doc: Doc, docs: list[Doc]) -> None:
-    """What we rely on in the KEDA resources (no schema is bundled for them)."""
+    """What we rely on in the KEDA and Prometheus Operator resources (no schema is bundled
+    for them; the rules themselves are checked by promtool in tests/test_monitoring.py)."""
     spec = doc["spec"]
-    if doc["kind"] == "ScaledObject":
+    if doc["kind"] == "PodMonitor":
+        _check_pod_monitor(spec, docs)
+    elif doc["kind"] == "PrometheusRule":
+        assert set(spec) == {"groups"} and spec["groups"]
+        for group in spec["groups"]:
+            assert set(group) <= {"name", "interval", "rules"} and group["rules"]
+            for rule in group["rules"]:
+                assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+                assert isinstance(rule["expr"], str) and rule.get("alert")
+    elif doc["kind"] == "ScaledObject":
         known = {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "minReplicaCount",
                  "maxReplicaCount", "idleReplicaCount", "advanced", "triggers", "fallback",
                  "initialCooldownPeriod"}  # fmt: skip
@@ -424,6 +469,11 @@ def test_base_manifests_are_valid_kubernetes() -> None:
 def test_rendered_overlay_is_valid_kubernetes() -> None:
     docs = _render(OVERLAY)
     _validate_all(docs)
+    kinds = {d["kind"] for d in docs}
+    assert {"PodMonitor", "PrometheusRule"} <= kinds, "the monitoring component is rendered"
+    dashboard = _one(docs, "ConfigMap", "headswap-grafana-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["headswap-dashboard.json"])["uid"]
     namespace = _kustomization(OVERLAY)["namespace"]
     for doc in docs:
         if doc["kind"] != "Namespace":

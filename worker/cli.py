@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from config.celery import QUEUES
@@ -104,7 +104,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def metrics_dir_for_processes(env: MutableMapping[str, str] = os.environ) -> str:
+    """The receiver's processes share their Prometheus counters through files
+    (prometheus-client's multiprocess mode), which must be chosen before prometheus-client
+    is first imported and be empty at start: ``PROMETHEUS_MULTIPROC_DIR`` if set (its old
+    ``*.db`` files are removed), else a fresh directory removed at exit."""
+    path = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+        return path
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="headswap-webhook-metrics-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
 def cmd_webhook(args: argparse.Namespace) -> int:
+    metrics_dir_for_processes()  # before worker.webhook imports prometheus-client
     from worker.webhook import serve
 
     serve(args.host, args.port)

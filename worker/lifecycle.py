@@ -94,7 +94,8 @@ class Hooks:
         self.apply_spool()
         port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
         if port:
-            start_metrics_server(port, self.runtime().store)
+            start_metrics_server(port, self.runtime().store, component="worker",
+                                 breaker_failures=self.settings.akool_breaker_failures)
 
     def check_redis(self) -> None:
         """Say at start, and whenever it changes, what in Redis's configuration can lose

@@ -14,10 +14,11 @@ in their own task, so a slow producer endpoint never holds up a notification.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
-from worker import signals, states, tracing
+from worker import metrics, signals, states, tracing
 from worker.jobs import public_record
 from worker.runtime import Runtime
 
@@ -58,6 +59,8 @@ def _fire(rt: Runtime, job_id: str, record: dict[str, Any]) -> bool:
     rt.store.update(job_id, stamp=("notified_at",))
     rt.store.unschedule("outbox", job_id)
     log.info("job notified", extra={"job_id": job_id, "state": record["state"]})
+    with contextlib.suppress(Exception):  # a metric never fails a done notification
+        metrics.observe_notified(record, rt.store.clock())
     return True
 
 

@@ -47,43 +47,59 @@ def tick_runs(rt: Runtime) -> bool:
 
 
 def fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
-    """Claim due members and send them out as ``headswap.poll_batch`` messages."""
+    """Claim due members and send them out as ``headswap.poll_batch`` messages, each
+    with the server time its members were due (``due``, for the poll-lag metric)."""
     s = rt.settings
-    due = rt.store.claim_due("poll", s.poll_lease_seconds, s.poll_batch_size * max_batches)
+    due = rt.store.claim_due_scored("poll", s.poll_lease_seconds,
+                                    s.poll_batch_size * max_batches)  # fmt: skip
     for start in range(0, len(due), s.poll_batch_size):
         batch = due[start : start + s.poll_batch_size]
-        rt.send("headswap.poll_batch", {"members": batch}, queue="headswap.poll")
+        rt.send("headswap.poll_batch", {"members": [m for m, _ in batch],
+                                        "due": [round(at, 3) for _, at in batch]},
+                queue="headswap.poll")  # fmt: skip
     return len(due)
 
 
-def poll_batch(rt: Runtime, members: list[str]) -> None:
+def poll_batch(rt: Runtime, members: list[str], due: list[float] | None = None) -> None:
+    due_at = _due_times(members, due)
     for member in members:
         try:
             if member.startswith(analysis.MEMBER_PREFIX):
                 analysis.follow(rt, member)
             else:
-                poll_job(rt, member)
+                poll_job(rt, member, due_at=due_at.get(member))
         except Exception:  # one bad member must not stop the batch; its lease retries it
             log.exception("poll failed", extra={"member": member})
 
 
-def poll_job(rt: Runtime, job_id: str) -> None:
+def _due_times(members: list[str], due: Any) -> dict[str, float]:
+    """member -> due time, from a batch's ``due`` list (absent in messages from an older
+    beat; anything malformed is ignored: it only feeds a metric)."""
+    if not isinstance(due, list) or len(due) != len(members):
+        return {}
+    return {m: float(at) for m, at in zip(members, due, strict=True)
+            if isinstance(at, int | float) and not isinstance(at, bool)}  # fmt: skip
+
+
+def poll_job(rt: Runtime, job_id: str, due_at: float | None = None) -> None:
     record = rt.store.get(job_id)
     if record is None or record["state"] not in states.REMOTE_ACTIVE:
         rt.store.unschedule("poll", job_id)
         return
     with tracing.job_span("headswap.poll", record.get(tracing.RECORD_FIELD), job_id=job_id,
                           remote_id=record.get("remote_id")):  # fmt: skip
-        _ask(rt, job_id, record)
+        _ask(rt, job_id, record, due_at)
 
 
-def _ask(rt: Runtime, job_id: str, record: dict[str, Any]) -> None:
+def _ask(rt: Runtime, job_id: str, record: dict[str, Any], due_at: float | None) -> None:
     """One detail call for a followed job, and what its answer does."""
     wait = rt.detail_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
     if wait > 0:  # over the global detail rate: ask later instead of holding the thread
         metrics.RATE_LIMIT_WAITS.labels("detail").inc()
         _reschedule(rt, job_id, wait)
         return
+    if due_at is not None:
+        metrics.observe_poll_lag(rt.store.clock() - due_at)
     try:
         with tracing.span("akool.task_detail", "CLIENT") as span:
             task = rt.akool.task_detail(record["remote_id"])

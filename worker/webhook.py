@@ -45,12 +45,13 @@ from werkzeug.wrappers import Request, Response
 
 from config.logs import setup_logging
 from config.settings import Settings, get_settings
-from worker import states, tracing
+from worker import metrics, states, tracing
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, Task
 from worker.dispatch import CeleryDispatcher, sender_app
 from worker.errors import AkoolError, AkoolNotFound, ConfigError, NonceReplayed
-from worker.metrics import WEBHOOK_CONFIRMATIONS, WEBHOOK_DELIVERIES, start_metrics_server
+from worker.metrics import WEBHOOK_CONFIRMATIONS, WEBHOOK_DELIVERIES
 from worker.runtime import Runtime
+from worker.store import open_store
 from worker.webhook_crypto import (
     IvPadding,
     WebhookCryptoError,
@@ -474,13 +475,26 @@ def _heartbeat(rt: Runtime) -> None:
         time.sleep(RECEIVER_BEAT_SECONDS)
 
 
-def _load_in_worker(host: str, port: int) -> WebhookApp:
-    """Runs in the gunicorn worker process: the app, its Runtime, the metrics server and
-    the receiver's heartbeat live where the requests are served."""
+#: Set (by ``headswap webhook``, before prometheus-client is imported) when the receiver's
+#: processes share their metrics through files: prometheus-client's multiprocess mode.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_port() -> int:
+    return int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
+
+
+def _load_in_worker(host: str, port: int, *, serve_metrics: bool) -> WebhookApp:
+    """Runs in each gunicorn worker process: the app, its Runtime and the receiver's
+    heartbeat live where the requests are served (and the metrics server too, unless the
+    master serves every process's: ``serve_metrics`` False)."""
     app = create_app()
     tracing.setup("headswap-webhook")  # here, after gunicorn's fork: the export thread lives
-    metrics_port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
-    start_metrics_server(metrics_port, app.rt.store)
+    if serve_metrics:
+        metrics.start_metrics_server(
+            _metrics_port(), app.rt.store, component="webhook",
+            breaker_failures=app.rt.settings.akool_breaker_failures,
+        )  # fmt: skip
     threading.Thread(target=_heartbeat, args=(app.rt,), name="receiver-heartbeat",
                      daemon=True).start()
     log.info("webhook receiver listening",
@@ -488,11 +502,41 @@ def _load_in_worker(host: str, port: int) -> WebhookApp:
     return app
 
 
+def multiprocess_hooks(settings: Settings, metrics_port: int) -> dict[str, Any]:
+    """gunicorn server hooks for multiprocess metrics: the master serves, on
+    ``metrics_port``, the sum of every worker process's counters (their files in
+    ``PROMETHEUS_MULTIPROC_DIR``) and the global gauges; a worker that exits has its live
+    gauges dropped (``mark_process_dead``), its counts stay."""
+
+    def when_ready(server: Any) -> None:
+        if metrics_port:
+            registry = metrics.multiprocess_registry(
+                open_store(settings), component="webhook",
+                breaker_failures=settings.akool_breaker_failures,
+            )  # fmt: skip
+            metrics.serve_registry(metrics_port, registry)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        metrics.mark_process_dead(worker.pid)
+
+    return {"when_ready": when_ready, "child_exit": child_exit}
+
+
 def serve(host: str, port: int) -> None:
-    """``headswap webhook``: gunicorn, one process, bounded threads and request buffers
-    (:mod:`worker.wsgi_server`); put a TLS proxy in front. Returns after SIGTERM."""
+    """``headswap webhook``: gunicorn with ``HEADSWAP_WEBHOOK_PROCESSES`` processes of
+    bounded threads and request buffers (:mod:`worker.wsgi_server`); put a TLS proxy in
+    front. Returns after SIGTERM."""
     settings = get_settings()
     check_settings(settings)
     setup_logging(settings)  # the gunicorn arbiter's lines; the worker process sets its own
+    shared = bool(os.environ.get(MULTIPROC_ENV))
+    if settings.webhook_processes > 1 and not shared:
+        raise ConfigError(
+            f"HEADSWAP_WEBHOOK_PROCESSES={settings.webhook_processes} needs {MULTIPROC_ENV} "
+            "(a directory for the processes' shared metrics; `headswap webhook` sets one)"
+        )
+    hooks = multiprocess_hooks(settings, _metrics_port()) if shared else {}
     print(f"webhook listening on http://{host}:{port}", flush=True)
-    serve_wsgi(functools.partial(_load_in_worker, host, port), host, port, limits(settings))
+    serve_wsgi(functools.partial(_load_in_worker, host, port, serve_metrics=not shared),
+               host, port, limits(settings), workers=settings.webhook_processes,
+               hooks=hooks)  # fmt: skip

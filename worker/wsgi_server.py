@@ -1,12 +1,13 @@
-"""Serving a WSGI app in production: gunicorn, one process, bounded threads, and a request
-buffer so that a slow client never holds a thread.
+"""Serving a WSGI app in production: gunicorn, bounded threads, and a request buffer so
+that a slow client never holds a thread.
 
 Why this shape:
 
-- **One gunicorn worker process with ``threads`` threads** (the ``gthread`` worker). The
-  receiver waits on Redis and Akool, not on the CPU; one process keeps the Prometheus
-  counters in one registry (``HEADSWAP_METRICS_PORT`` needs no multiprocess mode) and the
-  Runtime (Redis pool, Akool session) in one place. Scale with replicas, not processes.
+- **gunicorn worker processes with ``threads`` threads each** (the ``gthread`` worker).
+  The receiver waits on Redis and Akool, not on the CPU: one process (the default) is
+  enough for most, and replicas scale further. With several, the caller passes gunicorn
+  hooks (``when_ready``, ``child_exit``) so that the master serves the metrics of all of
+  them (prometheus-client's multiprocess mode: ``worker.webhook``).
 - **A slow client costs a socket, not a thread.** gunicorn's ``gthread`` worker hands a
   connection to a thread once its first byte arrives and the thread then blocks reading
   headers and body with no time limit (gunicorn has no request read timeout): 1,500
@@ -32,7 +33,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -282,12 +283,17 @@ class _Application(BaseApplication):  # type: ignore[misc]
         return self._load()
 
 
-def gunicorn_options(host: str, port: int, limits: Limits) -> dict[str, Any]:
-    """The gunicorn settings the receiver runs with (also what the docs list)."""
+def gunicorn_options(
+    host: str, port: int, limits: Limits, *, workers: int = 1,
+    hooks: Mapping[str, Callable[..., Any]] | None = None,
+) -> dict[str, Any]:
+    """The gunicorn settings the receiver runs with (also what the docs list); ``hooks``
+    are gunicorn server hooks by name (``when_ready``, ``child_exit``, ``on_exit``...)."""
     worker = type("HeadswapWorker", (BufferedThreadWorker,), {"limits": limits})
     return {
+        **(hooks or {}),
         "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
-        "workers": 1,
+        "workers": workers,
         "worker_class": worker,
         "threads": limits.threads,
         "worker_connections": limits.max_connections,
@@ -310,11 +316,15 @@ def gunicorn_options(host: str, port: int, limits: Limits) -> dict[str, Any]:
     }
 
 
-def serve(load: Callable[[], Any], host: str, port: int, limits: Limits) -> None:
-    """Run gunicorn in the foreground; ``load`` builds the WSGI app inside the worker
-    process (so its threads, pools and metrics server live there). Returns on SIGTERM /
-    SIGINT after a graceful stop."""
-    _Application(load, gunicorn_options(host, port, limits)).run()
+def serve(
+    load: Callable[[], Any], host: str, port: int, limits: Limits, *, workers: int = 1,
+    hooks: Mapping[str, Callable[..., Any]] | None = None,
+) -> None:
+    """Run gunicorn in the foreground; ``load`` builds the WSGI app inside each worker
+    process (so its threads and pools live there). Returns on SIGTERM / SIGINT after a
+    graceful stop."""
+    _Application(load, gunicorn_options(host, port, limits, workers=workers,
+                                        hooks=hooks)).run()  # fmt: skip
 
 
 __all__ = ["BufferedThreadWorker", "Limits", "RootLogger", "gunicorn_options", "request_state",

@@ -47,15 +47,42 @@ def test_metrics_are_scraped_from_a_running_worker_and_the_heartbeat_tracks_its_
         producer = producer_for(st)
         ids = [producer.submit(**job(i)) for i in range(5)]
         wait_all_terminal(producer, ids, timeout=30)
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        def scrape() -> str:
+            return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        def all_notified() -> bool:
+            text = scrape()
+            try:
+                done = metric(text, "headswap_job_duration_seconds_count", state="succeeded")
+            except AssertionError:  # no job notified yet: the series does not exist
+                return False
+            return done == 5 and metric(text, "headswap_jobs_notify_pending") == 0
+
+        # terminal first, notified a moment later (the outbox, then the latency metrics)
+        wait_until(all_notified, 15, what="the jobs to be notified")
+        text = scrape()
         assert metric(text, "headswap_akool_calls_total", operation="create", result="ok") == 5
         assert metric(text, "headswap_akool_calls_total", operation="task_detail",
                       result="ok") >= 5
         assert metric(text, "headswap_akool_call_seconds_count", operation="create") == 5
         assert metric(text, "headswap_job_transitions_total", state="succeeded") == 5
         assert metric(text, "headswap_pending_remote_tasks") == 0
-        assert metric(text, "headswap_jobs", state="in_flight") == 0
+        for state in ("queued", "submitting", "at_akool"):  # states only: sum() = unfinished
+            assert metric(text, "headswap_jobs", state=state) == 0
+        assert metric(text, "headswap_jobs_in_flight") == 0
+        assert metric(text, "headswap_jobs_notify_pending") == 0
         assert metric(text, "headswap_credits_circuit_open") == 0
+        assert metric(text, "headswap_akool_breaker_open") == 0
+        assert metric(text, "headswap_store_lost") == 0
+        assert metric(text, "headswap_build_info", component="worker") == 1
+        # enqueue -> terminal once per job; Akool's answer -> signal for each polled job
+        assert metric(text, "headswap_job_duration_seconds_count", state="succeeded") == 5
+        assert metric(text, "headswap_completion_signal_delay_seconds_count",
+                      source="poll") == 5
+        assert metric(text, "headswap_completion_signal_delay_seconds_bucket",
+                      source="poll", le="5.0") == 5  # signalled within seconds of the answer
+        assert metric(text, "headswap_poll_lag_seconds_count") >= 5  # one per detail call
         assert re.search(r'headswap_queue_length\{queue="headswap.submit"\} \d', text)
 
         probe_env = {**st.env, "HEADSWAP_HEARTBEAT_FILE": str(heartbeat)}

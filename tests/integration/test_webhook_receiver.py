@@ -541,7 +541,7 @@ def test_the_receiver_is_gunicorn_from_the_users_command(stack):
     master = psutil.Process(stack.webhooks[0].pid)
     assert master.cmdline()[-5:] == ["webhook", "--host", "127.0.0.1", "--port",
                                      str(stack.port)]
-    assert len(master.children()) == 1  # one worker process: metrics stay in one registry
+    assert len(master.children()) == 1  # one worker process by default (WEBHOOK_PROCESSES)
     # and it says it is up (the sweeper's resubmit policy counts the grace from then)
     from config.settings import load_settings
     from worker.store import open_store

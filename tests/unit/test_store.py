@@ -234,6 +234,20 @@ def test_claim_takes_each_due_member_once_and_leases_it(store, redis_client):
     assert score(redis_client, store, "poll", "j0") > server_now(redis_client) + 25
 
 
+def test_a_scored_claim_says_when_each_member_was_due(store, redis_client):
+    now = server_now(redis_client)
+    store.schedule("poll", "a", -5)
+    store.schedule("poll", "b", -1)
+    store.schedule("poll", "later", 60)
+    claimed = store.claim_due_scored("poll", lease=30, limit=10)
+    assert [m for m, _ in claimed] == ["a", "b"]
+    due = dict(claimed)
+    assert due["a"] == pytest.approx(now - 5, abs=0.5)
+    assert due["b"] == pytest.approx(now - 1, abs=0.5)
+    assert score(redis_client, store, "poll", "a") > now + 25  # leased like claim_due
+    assert store.claim_due_scored("poll", lease=30, limit=10) == []
+
+
 def test_a_nonce_is_stored_with_the_outcome_and_refused_after(store):
     create(store, "j1")
     store.transition("j1", states.SUBMITTING)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from config.settings import redact_url
-from worker import states, tracing
+from worker import metrics, states, tracing
 from worker.callbacks.addresses import BlockedAddress, Resolver, parse_networks, resolve_checked
 from worker.callbacks.dead_letters import (
     BLOCKED_ADDRESS,
@@ -85,6 +85,19 @@ def deliver(
     rng: random.Random | None = None,
 ) -> Outcome:
     """One delivery attempt of a job's callback. Never raises for HTTP or DNS trouble."""
+    outcome = _deliver(rt, job_id, session=session, resolver=resolver, rng=rng)
+    metrics.observe_callback(outcome.status, outcome.reason)
+    return outcome
+
+
+def _deliver(
+    rt: Runtime,
+    job_id: str,
+    *,
+    session: requests.Session | None,
+    resolver: Resolver,
+    rng: random.Random | None,
+) -> Outcome:
     s = rt.settings
     store = rt.store
     record = store.get(job_id)

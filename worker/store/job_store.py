@@ -319,6 +319,15 @@ class JobStore:
         key = self.keys.schedule(schedule)
         return [str(m) for m in self._scripts("claim", [key], [repr(lease), limit, repr(lag)])]
 
+    def claim_due_scored(
+        self, schedule: str, lease: float, limit: int, lag: float = 0.0
+    ) -> list[tuple[str, float]]:
+        """:meth:`claim_due`, each member with the time it was due (its score before the
+        claim, server clock)."""
+        key = self.keys.schedule(schedule)
+        flat = self._scripts("claim", [key], [repr(lease), limit, repr(lag), "withscores"])
+        return [(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
     def schedule(self, schedule: str, member: str, delay: float, mode: str = "set") -> bool:
         """Score ``member`` at server time + ``delay``; ``mode`` ``xx`` only while still
         scheduled (a finished job must not come back), ``nx`` only if absent."""
