@@ -377,6 +377,14 @@ def _pbf_within_in_flight(result: dict[str, Any], slack: int = 0) -> list[str]:
     return []
 
 
+def _pbf_short_freeze(result: dict[str, Any]) -> list[str]:
+    """The short frozen row freezes 0.5 s into its run, while idle threads are still taking
+    their first jobs: one create may start inside the slow guard's 1.5 s window, after
+    the freeze and before any create of its process has been slow. The full row is held
+    to the creates in flight exactly."""
+    return _pbf_within_in_flight(result, slack=1)
+
+
 def _no_pbf(result: dict[str, Any]) -> list[str]:
     if result["paid_but_failed"]:
         return [f"{result['paid_but_failed']} paid but failed with the webhook on"]
@@ -471,7 +479,7 @@ def scenarios(short: bool = False) -> list[Scenario]:
                      targets=_all(_pbf_within_in_flight, _no_exits)),
             Scenario("akool frozen 8s (read timeout 3s)", jobs=40, workers=2,
                      knobs={"latency": [0.3, 1.0]}, fault=akool_frozen(0.5, 8), deadline=55,
-                     targets=_pbf_within_in_flight),
+                     targets=_pbf_short_freeze),
             Scenario("redis restarted empty", jobs=40, workers=2, idempotency_keys=True,
                      knobs={"latency": [0.2, 0.5]}, fault=redis_restarted_empty(2, 11),
                      deadline=58, targets=_detected),
