@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 
-from worker import signals, states
+from headswap_client import states
+
+from worker import signals
 from worker.jobs import public_record
 from worker.runtime import Runtime
 

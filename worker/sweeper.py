@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker import polling, states
+from headswap_client import states
+
+from worker import polling
 from worker.jobs import message_from_record
 from worker.notify import CALLBACK_QUEUE, CALLBACK_TASK, notify_now
 from worker.runtime import Runtime

@@ -2,11 +2,11 @@
 
 import pytest
 import redis as redis_lib
+from headswap_client import states
+from headswap_client.keys import SCHEDULES
 
-from worker import states
 from worker.errors import JobNotFound, NonceReplayed, TransitionRefused
 from worker.store import JobStore
-from worker.store.keys import SCHEDULES
 from worker.store.scripts import NAMES, Scripts
 
 

@@ -4,7 +4,7 @@
    (:mod:`worker.callbacks.addresses`), nothing is sent and the callback is dead-lettered
    ``blocked_address``;
 2. the connection goes to the checked address itself (:mod:`worker.callbacks.transport`);
-3. ``POST`` of the JSON record, signed (:mod:`worker.callbacks.signing`), redirects not
+3. ``POST`` of the JSON record, signed (:mod:`headswap_client.signing`), redirects not
    followed.
 
 Any 2xx is delivered; 408, 429, 5xx, connection errors and timeouts are retried with the
@@ -27,9 +27,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
+from headswap_client import states
+from headswap_client.signing import (
+    HEADER_ATTEMPT,
+    HEADER_EVENT_ID,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    event_id,
+    sign,
+)
 
 from config.settings import redact_url
-from worker import states
 from worker.callbacks.addresses import BlockedAddress, Resolver, parse_networks, resolve_checked
 from worker.callbacks.dead_letters import (
     BLOCKED_ADDRESS,
@@ -45,14 +53,6 @@ from worker.callbacks.dead_letters import (
     bookkeep,
     count_attempt,
     dead,
-)
-from worker.callbacks.signing import (
-    HEADER_ATTEMPT,
-    HEADER_EVENT_ID,
-    HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-    event_id,
-    sign,
 )
 from worker.callbacks.transport import Target, parse_target, shared_session
 from worker.jobs import public_record

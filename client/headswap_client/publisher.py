@@ -1,0 +1,85 @@
+"""Sending a task to the workers by name: a Celery message (protocol 2) published with
+kombu alone, so a producer needs no Celery app (nor Celery) of its own.
+
+The message is what ``Celery.send_task(name, args, kwargs, queue=queue)`` publishes with
+the workers' configuration: JSON, on the default exchange with the queue's name as routing
+key (which kombu's Redis transport pushes straight onto the queue's list), with
+``argsrepr``/``kwargsrepr`` redacted — what the workers log and show in task events
+(Flower) of the arguments has no credentials or presigned query strings; the message
+itself carries them whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kombu.connection import Connection
+from kombu.pools import producers
+
+from headswap_client.redaction import redact_urls
+
+#: As Celery's own (``argsrepr_maxsize``, ``kwargsrepr_maxsize``).
+REPR_MAXSIZE = 1024
+#: A send that meets a broken connection is retried this way (kombu's ``ensure``), then
+#: the broker's error reaches the caller.
+RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 1}
+
+
+def short_repr(value: Any, limit: int = REPR_MAXSIZE) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def task_message(
+    name: str, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], origin: str
+) -> tuple[str, dict[str, Any]]:
+    """``(body, headers)`` of one task message, Celery's protocol 2."""
+    args, kwargs = list(args), dict(kwargs)
+    headers: dict[str, Any] = {
+        "lang": "py", "task": name, "id": task_id, "shadow": None, "eta": None,
+        "expires": None, "group": None, "group_index": None, "retries": 0,
+        "timelimit": [None, None], "root_id": task_id, "parent_id": None,
+        "argsrepr": short_repr(redact_urls(args)),
+        "kwargsrepr": short_repr(redact_urls(kwargs)),
+        "origin": origin, "ignore_result": True, "replaced_task_nesting": 0,
+        "stamped_headers": None, "stamps": {},
+    }  # fmt: skip
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    return json.dumps([args, kwargs, embed], allow_nan=False), headers
+
+
+class TaskPublisher:
+    """Publishes task messages on one broker connection (pooled: safe across threads)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.origin = f"{os.getpid()}@{socket.gethostname()}"
+
+    def send(
+        self,
+        name: str,
+        *,
+        queue: str,
+        kwargs: Mapping[str, Any] | None = None,
+        args: Sequence[Any] = (),
+        headers: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Send task ``name`` to ``queue``; return the message's task id. ``headers`` are
+        added to the message's (trace context, say)."""
+        task_id = str(uuid.uuid4())
+        body, task_headers = task_message(name, task_id, args, kwargs or {}, self.origin)
+        with producers[self.connection].acquire(block=True) as producer:
+            producer.publish(
+                body, exchange="", routing_key=queue, headers={**task_headers, **(headers or {})},
+                content_type="application/json", content_encoding="utf-8",
+                correlation_id=task_id, delivery_mode=2, retry=True, retry_policy=RETRY_POLICY,
+            )  # fmt: skip
+        return task_id
+
+    def close(self) -> None:
+        self.connection.release()  # type: ignore[no-untyped-call]
