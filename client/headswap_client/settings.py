@@ -60,7 +60,7 @@ class ClientSettings:
     notify_queue: str = NOTIFY_QUEUE
 
     def __post_init__(self) -> None:
-        problems = _problems(self)
+        problems = _problems(dataclasses.asdict(self))
         if problems:
             raise ConfigError("invalid headswap-client settings: " + "; ".join(problems))
 
@@ -91,9 +91,12 @@ class ClientSettings:
                 values[name] = parse(raw)
             except ValueError:
                 problems.append(f"{name} ({variable}): {raw!r} is not {_KIND[parse]}")
+        given = {**values, **overrides}
+        defaults = {f.name: getattr(_DEFAULTS, f.name) for f in dataclasses.fields(cls)}
+        problems += _problems({**defaults, **given}, skip=set(_PARSERS) - set(given))
         if problems:
             raise ConfigError("invalid headswap-client settings: " + "; ".join(problems))
-        return cls(**{**values, **overrides})
+        return cls(**given)
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -131,28 +134,36 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _problems(s: ClientSettings) -> list[str]:
+def _problems(values: Mapping[str, Any], skip: set[str] | None = None) -> list[str]:
+    """What is wrong with these field values (``skip``: fields left at their default
+    because their variable could not be read: reported already)."""
     def named(field: str) -> str:
         return f"{field} ({PREFIX}{field.upper()})" if field in _PARSERS else field
 
+    v = {k: val for k, val in values.items() if k not in (skip or ())}
     problems = []
-    if not s.redis_url.startswith(_REDIS_SCHEMES):
+    url = v.get("redis_url")
+    if url is not None and not url.startswith(_REDIS_SCHEMES):
         problems.append(f"{named('redis_url')} must start with {', '.join(_REDIS_SCHEMES)}")
-    elif s.redis_url.startswith("sentinel://"):
+    elif url is not None and url.startswith("sentinel://"):
         try:
-            sentinel_of(s.redis_url)
+            sentinel_of(url)
         except ValueError as exc:
             problems.append(f"{named('redis_url')}: {exc}")
-    if not s.key_prefix:
+    if v.get("key_prefix", "x") == "":
         problems.append(f"{named('key_prefix')} must not be empty")
-    if not s.allowed_models:
+    if "allowed_models" in v and not v["allowed_models"]:
         problems.append(f"{named('allowed_models')} must name at least one model")
     for field in ("idempotency_ttl_seconds", "job_retention_seconds"):
-        if int(getattr(s, field)) < 60:
+        if field in v and not v[field] >= 60:
             problems.append(f"{named(field)} must be at least 60")
-    if not s.resend_after_seconds > 0:
+    if "resend_after_seconds" in v and not v["resend_after_seconds"] > 0:
         problems.append(f"{named('resend_after_seconds')} must be positive")
     for field in ("submit_queue", "notify_queue"):
-        if not getattr(s, field):
+        if field in v and not v[field]:
             problems.append(f"{field} must name a queue")
     return problems
+
+
+#: The defaults, read once (from_env reports a problem against them).
+_DEFAULTS = ClientSettings()

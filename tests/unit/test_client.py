@@ -1,0 +1,86 @@
+"""The light client's own parts: its settings and the message it publishes.
+
+The end-to-end run from a separate venv is tests/integration/test_light_client.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from celery import Celery
+from headswap_client import ClientSettings, ConfigError
+from headswap_client.connection import broker_connection
+from headswap_client.publisher import TaskPublisher
+
+from config.celery import celery_config
+from config.settings import load_settings
+from worker.producer import client_settings
+
+
+def test_client_settings_name_every_bad_variable_in_one_error():
+    env = {"HEADSWAP_REDIS_URL": "http://redis:6379", "HEADSWAP_IDEMPOTENCY_TTL_SECONDS": "soon",
+           "HEADSWAP_RESEND_AFTER_SECONDS": "-1", "HEADSWAP_ALLOWED_MODELS": ""}
+    with pytest.raises(ConfigError) as caught:
+        ClientSettings.from_env(env)
+    message = str(caught.value)
+    for variable in env:
+        assert variable in message
+    assert "'soon' is not an integer" in message
+
+
+def test_explicit_client_settings_win_and_the_redis_password_never_shows(tmp_path):
+    secret_file = tmp_path / "redis-url"
+    secret_file.write_text("redis://:s3cret@redis:6379/2\n")
+    settings = ClientSettings.from_env({"HEADSWAP_REDIS_URL_FILE": str(secret_file),
+                                        "HEADSWAP_KEY_PREFIX": "shop"}, key_prefix="orders")
+    assert settings.redis_url == "redis://:s3cret@redis:6379/2"
+    assert settings.key_prefix == "orders"
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(ConfigError, match="job_retention_seconds"):
+        ClientSettings(job_retention_seconds=5)
+    with pytest.raises(ConfigError, match="unknown headswap-client settings: redis"):
+        ClientSettings.from_env({}, redis="redis://x")
+
+
+def test_the_worker_and_its_client_settings_agree():
+    env = {"HEADSWAP_REDIS_URL": "redis://r:1/3", "HEADSWAP_KEY_PREFIX": "p",
+           "HEADSWAP_ALLOWED_MODELS": "a,b", "HEADSWAP_WEBHOOK_PUBLIC_URL": "https://h",
+           "HEADSWAP_IDEMPOTENCY_TTL_SECONDS": "120", "HEADSWAP_JOB_RETENTION_SECONDS": "600",
+           "HEADSWAP_RESEND_AFTER_SECONDS": "30"}
+    assert ClientSettings.from_env(env) == client_settings(load_settings(env))
+    assert ClientSettings.from_env({}) == client_settings(load_settings({}))
+
+
+def envelope(raw: str) -> tuple[dict, list]:
+    message = json.loads(raw)
+    return message, json.loads(base64.b64decode(message["body"]))
+
+
+def test_the_client_publishes_the_message_celery_send_task_would(redis_server, redis_client):
+    """Same queue list, headers, properties and body as the workers' own Celery sender,
+    but for ids and origin; URLs redacted in the reprs only."""
+    url = redis_server.url
+    kwargs = {"video_url": "https://u:pw@cdn.example.com/v.mp4?X-Amz-Signature=abc", "n": 1}
+    publisher = TaskPublisher(broker_connection(ClientSettings(redis_url=url)))
+    publisher.send("headswap.submit", kwargs=kwargs, queue="headswap.submit")
+    publisher.close()
+    app = Celery("reference", set_as_current=False)
+    app.config_from_object({**celery_config(load_settings({"HEADSWAP_REDIS_URL": url})),
+                            "broker_transport": "redis"})
+    app.send_task("headswap.submit", kwargs=kwargs, queue="headswap.submit",
+                  argsrepr="()", kwargsrepr="{}")
+    ours, theirs = (envelope(raw) for raw in reversed(redis_client.lrange("headswap.submit", 0, -1)))
+
+    assert ours[1] == theirs[1] == [[], kwargs, {"callbacks": None, "errbacks": None,
+                                                 "chain": None, "chord": None}]
+    assert set(ours[0]["headers"]) >= set(theirs[0]["headers"])
+    for key in ("lang", "task", "retries", "timelimit", "eta", "expires", "group"):
+        assert ours[0]["headers"][key] == theirs[0]["headers"][key], key
+    assert ours[0]["headers"]["root_id"] == ours[0]["headers"]["id"]
+    assert "pw" not in ours[0]["headers"]["kwargsrepr"]
+    assert "X-Amz-Signature" not in ours[0]["headers"]["kwargsrepr"]
+    for key in ("content-type", "content-encoding"):
+        assert ours[0][key] == theirs[0][key]
+    assert ours[0]["properties"]["delivery_info"] == theirs[0]["properties"]["delivery_info"]
