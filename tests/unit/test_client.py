@@ -71,7 +71,8 @@ def test_the_client_publishes_the_message_celery_send_task_would(redis_server, r
                             "broker_transport": "redis"})
     app.send_task("headswap.submit", kwargs=kwargs, queue="headswap.submit",
                   argsrepr="()", kwargsrepr="{}")
-    ours, theirs = (envelope(raw) for raw in reversed(redis_client.lrange("headswap.submit", 0, -1)))
+    queued = redis_client.lrange("headswap.submit", 0, -1)  # LPUSH: the newest first
+    ours, theirs = (envelope(raw) for raw in reversed(queued))
 
     assert ours[1] == theirs[1] == [[], kwargs, {"callbacks": None, "errbacks": None,
                                                  "chain": None, "chord": None}]
