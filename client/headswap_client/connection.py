@@ -35,9 +35,9 @@ def redis_client(settings: ClientSettings) -> redis.Redis:
     """A decoding Redis client for the store."""
     if settings.redis_url.startswith("sentinel://"):
         where = sentinel_of(settings.redis_url)
-        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels = Sentinel(
             list(where.sentinels), sentinel_kwargs=SENTINEL_OPTIONS)
-        master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        master: redis.Redis = sentinels.master_for(
             where.master, redis_class=redis.Redis, db=where.db, username=where.username,
             password=where.password, decode_responses=True, retry=BLIP_RETRY,
             **CLIENT_OPTIONS,
@@ -71,4 +71,4 @@ def broker_connection(settings: ClientSettings) -> Connection:
     if url.startswith("rediss://"):
         ssl_options = {"ssl_cert_reqs": ssl.CERT_REQUIRED,
                        "ssl_ca_certs": settings.redis_ca_file or None}  # fmt: skip
-    return Connection(url, transport_options=options, ssl=ssl_options)  # type: ignore[no-untyped-call]
+    return Connection(url, transport_options=options, ssl=ssl_options)

@@ -19,12 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kombu.connection import Connection
-from kombu.pools import producers
+from kombu.pools import ProducerPool
 
 from headswap_client.redaction import redact_urls
 
 #: As Celery's own (``argsrepr_maxsize``, ``kwargsrepr_maxsize``).
 REPR_MAXSIZE = 1024
+#: Connections (and producers) one publisher keeps open at most; a send beyond waits.
+POOL_LIMIT = 8
 #: A send that meets a broken connection is retried this way (kombu's ``ensure``), then
 #: the broker's error reaches the caller.
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 1}
@@ -54,10 +56,13 @@ def task_message(
 
 
 class TaskPublisher:
-    """Publishes task messages on one broker connection (pooled: safe across threads)."""
+    """Publishes task messages to one broker through a pool of its own (safe across
+    threads; :meth:`close` closes every connection it opened)."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, pool_limit: int = POOL_LIMIT) -> None:
         self.connection = connection
+        self._connections = connection.Pool(limit=pool_limit)
+        self._producers = ProducerPool(self._connections, limit=pool_limit)
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
 
     def send(
@@ -73,7 +78,7 @@ class TaskPublisher:
         added to the message's (trace context, say)."""
         task_id = str(uuid.uuid4())
         body, task_headers = task_message(name, task_id, args, kwargs or {}, self.origin)
-        with producers[self.connection].acquire(block=True) as producer:
+        with self._producers.acquire(block=True) as producer:
             producer.publish(
                 body, exchange="", routing_key=queue, headers={**task_headers, **(headers or {})},
                 content_type="application/json", content_encoding="utf-8",
@@ -82,4 +87,6 @@ class TaskPublisher:
         return task_id
 
     def close(self) -> None:
-        self.connection.release()  # type: ignore[no-untyped-call]
+        self._producers.force_close_all()
+        self._connections.force_close_all()
+        self.connection.release()
