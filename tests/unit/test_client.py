@@ -85,3 +85,36 @@ def test_the_client_publishes_the_message_celery_send_task_would(redis_server, r
     for key in ("content-type", "content-encoding"):
         assert ours[0][key] == theirs[0][key]
     assert ours[0]["properties"]["delivery_info"] == theirs[0]["properties"]["delivery_info"]
+
+
+JOB = {"video_url": "https://cdn.example.com/in.mp4",
+       "mappings": [{"obj_id": 0, "img_url": "https://cdn.example.com/face.jpg"}],
+       "resolution": "720p"}
+
+
+def test_a_client_producer_enqueues_and_cancels_as_the_workers_would(redis_server,
+                                                                     redis_client):
+    """No worker runs: the record, its schedules and the messages are what a worker would
+    find. A cancelled job leaves the wake-up schedule for the outbox (its notify is sent)
+    and expires after the retention; a second cancel is refused."""
+    from headswap_client import Producer
+
+    with Producer(redis_url=redis_server.url, job_retention_seconds=600) as producer:
+        job_id = producer.submit(**JOB, idempotency_key="order-7")
+        assert producer.submit(**JOB, idempotency_key="order-7") == job_id
+        record = producer.get(job_id)
+        assert record["state"] == "queued"
+        assert record["request"]["video_url"] == JOB["video_url"]
+        assert redis_client.zscore("{headswap}:wakeup", job_id) is not None
+        [sent] = [json.loads(m) for m in redis_client.lrange("headswap.submit", 0, -1)]
+        assert sent["headers"]["task"] == "headswap.submit"
+
+        assert producer.cancel(job_id) is True
+        assert producer.get(job_id)["state"] == "cancelled"
+        assert redis_client.zscore("{headswap}:wakeup", job_id) is None
+        assert redis_client.zscore("{headswap}:outbox", job_id) is not None
+        assert 0 < redis_client.ttl(f"{{headswap}}:job:{job_id}") <= 600
+        [notify] = [envelope(m)[1] for m in redis_client.lrange("headswap.notify", 0, -1)]
+        assert notify[1] == {"job_id": job_id}
+        assert producer.cancel(job_id) is False
+        assert producer.cancel("no-such-job") is False
