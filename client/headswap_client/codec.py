@@ -24,8 +24,9 @@ NUMERIC_FIELDS = (
     "callback_last_status",
 )
 JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
-#: Bookkeeping kept on the record that producers never see.
-INTERNAL_FIELDS = ("fp",)
+#: Bookkeeping kept on the record that producers never see: the fingerprint, and the
+#: job's trace context (W3C ``traceparent``; a callback carries it as a header).
+INTERNAL_FIELDS = ("fp", "traceparent")
 #: Flags read back as booleans (stored ``1``/``0``).
 BOOL_FIELDS = ("maybe_charged",)
 

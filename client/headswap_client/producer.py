@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from headswap_client import states
+from headswap_client import states, tracing
 from headswap_client.connection import broker_connection, redis_client
 from headswap_client.errors import JobValidationError
 from headswap_client.publisher import TaskPublisher
@@ -86,15 +86,24 @@ class Producer:
         would refuse — including an ``idempotency_key`` or ``job_id`` already used for a
         job with other parameters.
         """
+        with tracing.span("headswap.producer.submit") as span:
+            job_id = self._submit(message)
+            tracing.set_attributes(span, job_id=job_id)
+            return job_id
+
+    def _submit(self, message: dict[str, Any]) -> str:
         message = {k: v for k, v in message.items() if v is not None}
         job = self.policy.validate(message)
         job_id = job["job_id"] or new_job_id()
         message["job_id"] = job_id
         fields = record_fields(job)
+        fp = job_fingerprint(fields)  # what the job asks for: the trace is not part of it
+        if context := tracing.traceparent():
+            fields[tracing.RECORD_FIELD] = context
         created = self.store.create(
             job_id,
             fields,
-            fingerprint=job_fingerprint(fields),
+            fingerprint=fp,
             idempotency_key=job.get("idempotency_key"),
             delays={"wakeup": self.settings.resend_after_seconds},
         )

@@ -21,6 +21,7 @@ from typing import Any
 from kombu.connection import Connection
 from kombu.pools import ProducerPool
 
+from headswap_client import tracing
 from headswap_client.redaction import redact_urls
 
 #: As Celery's own (``argsrepr_maxsize``, ``kwargsrepr_maxsize``).
@@ -75,16 +76,23 @@ class TaskPublisher:
         headers: Mapping[str, Any] | None = None,
     ) -> str:
         """Send task ``name`` to ``queue``; return the message's task id. ``headers`` are
-        added to the message's (trace context, say)."""
+        added to the message's. When the host application traces, the send is a span
+        ``apply_async/<name>`` and the message carries its context (W3C headers), as
+        with Celery's instrumentation."""
         task_id = str(uuid.uuid4())
         body, task_headers = task_message(name, task_id, args, kwargs or {}, self.origin)
+        with tracing.span(f"apply_async/{name}", producer=True, task_id=task_id):
+            extra = {**tracing.carrier(), **(headers or {})}
+            self._publish(body, queue, {**task_headers, **extra}, task_id)
+        return task_id
+
+    def _publish(self, body: str, queue: str, headers: Mapping[str, Any], task_id: str) -> None:
         with self._producers.acquire(block=True) as producer:
             producer.publish(
-                body, exchange="", routing_key=queue, headers={**task_headers, **(headers or {})},
+                body, exchange="", routing_key=queue, headers=dict(headers),
                 content_type="application/json", content_encoding="utf-8",
                 correlation_id=task_id, delivery_mode=2, retry=True, retry_policy=RETRY_POLICY,
             )  # fmt: skip
-        return task_id
 
     def close(self) -> None:
         self._producers.force_close_all()

@@ -118,3 +118,55 @@ def test_a_client_producer_enqueues_and_cancels_as_the_workers_would(redis_serve
         assert notify[1] == {"job_id": job_id}
         assert producer.cancel(job_id) is False
         assert producer.cancel("no-such-job") is False
+
+
+TRACED_SUBMIT = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)                  # the host application's own setup
+
+from headswap_client import Producer
+with Producer(redis_url=sys.argv[1]) as producer:
+    job_id = producer.submit(**json.loads(sys.argv[2]))
+    record = producer.get(job_id)
+spans = [{"name": s.name, "id": s.context.span_id, "trace": s.context.trace_id,
+          "parent": s.parent.span_id if s.parent else None,
+          "job_id": s.attributes.get("headswap.job_id")} for s in exporter.get_finished_spans()]
+print(json.dumps({"spans": spans, "traceparent": record.get("traceparent"), "fp": record["fp"],
+                  "job_id": job_id}))
+"""
+
+
+def test_a_traced_backend_gets_one_trace_from_submit_into_the_message_and_record(
+        redis_server, redis_client):
+    """The host configured OpenTelemetry: submit is a span, the publish its child (named
+    as Celery's instrumentation names it), and both the message headers and the record
+    carry that trace's context; the fingerprint does not change with it."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", TRACED_SUBMIT, redis_server.url,
+                          json.dumps(JOB)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout)
+    by_name = {s["name"]: s for s in out["spans"]}
+    root, publish = by_name["headswap.producer.submit"], by_name["apply_async/headswap.submit"]
+    assert root["parent"] is None and root["job_id"] == out["job_id"]
+    assert publish["parent"] == root["id"] and publish["trace"] == root["trace"]
+    [message] = [json.loads(m) for m in redis_client.lrange("headswap.submit", 0, -1)]
+    _version, trace_id, span_id, _flags = message["headers"]["traceparent"].split("-")
+    assert (int(trace_id, 16), int(span_id, 16)) == (root["trace"], publish["id"])
+    assert int(out["traceparent"].split("-")[1], 16) == root["trace"]
+    # the same job sent again untraced is the same job: the context is not in its fingerprint
+    from headswap_client import Producer
+
+    with Producer(redis_url=redis_server.url) as producer:
+        assert producer.submit(**JOB, job_id=out["job_id"]) == out["job_id"]
+        assert producer.get(out["job_id"])["fp"] == out["fp"]
