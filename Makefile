@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The worker depends on the client distribution in client/ (headswap-client): both are
+# installed editable, the client first so pip finds it here rather than on an index.
+$(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./client -e '.[dev]'
 	touch $(STAMP)
 
 # Two test processes, a file each at a time: the integration tests mostly wait on real
@@ -20,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tasks config tests bench
+	$(BIN)/ruff check worker tasks config client tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -35,4 +37,4 @@ chaos: $(STAMP)
 	HEADSWAP_MALFORMED_JOBS=10000 $(BIN)/python -m pytest -q tests/integration/test_malformed_volume.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info client/build client/*.egg-info

@@ -305,7 +305,7 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
         log: Callable[[str], None] = print,
         profile: Callable[..., dict[str, Any]] | None = None,
         sandbox: Any | None = None) -> dict[str, Any]:
-    from worker.store.job_store import EVENTS_MAXLEN
+    from headswap_client.store import EVENTS_MAXLEN
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     r.flushdb()

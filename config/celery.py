@@ -17,16 +17,15 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+# The queue names are the contract's: producers send to them (headswap_client.queues).
+from headswap_client.queues import NOTIFY_QUEUE as NOTIFY_QUEUE
+from headswap_client.queues import POLL_QUEUE as POLL_QUEUE
+from headswap_client.queues import QUEUES as QUEUES
+from headswap_client.queues import SUBMIT_QUEUE as SUBMIT_QUEUE
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from config.beat import beat_schedule
 from config.settings import Settings, sentinel_of
-
-SUBMIT_QUEUE = "headswap.submit"
-POLL_QUEUE = "headswap.poll"
-NOTIFY_QUEUE = "headswap.notify"
-#: The one list of queues (workers consume them, ops and metrics report them).
-QUEUES = (SUBMIT_QUEUE, POLL_QUEUE, NOTIFY_QUEUE)
 
 
 def queue_object(name: str) -> Queue:

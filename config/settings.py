@@ -20,9 +20,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from environs import EnvError, FileAwareEnv
+from headswap_client.redaction import redact_url as redact_url
+from headswap_client.redaction import redact_urls as redact_urls
+from headswap_client.sentinel import SentinelURL as SentinelURL
+from headswap_client.sentinel import sentinel_of as sentinel_of
 from marshmallow import ValidationError
 from marshmallow.validate import OneOf, Range
 
@@ -290,74 +293,10 @@ class Settings:
         return out
 
 
-def redact_url(url: str) -> str:
-    """A URL safe to log, store and show: credentials and query string hidden, fragment
-    dropped (``https://u:pw@h:8443/p?token=x`` -> ``https://***@h:8443/p?***``).
-
-    The one redactor: settings (the Redis URL), callback logs and dead letters use it. A
-    URL it cannot parse is not echoed at all.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    # Everything after the last "@" is where it points (several hosts for Sentinel).
-    hosts = parts.netloc.rpartition("@")[2]
-    netloc = f"***@{hosts}" if "@" in parts.netloc else hosts
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
-
-
 #: A URL inside free text: a scheme, ``://``, then everything up to whitespace, a quote,
 #: ``<>`` or a backslash (what ends it in a repr, a JSON string or a sentence; commas,
 #: brackets and parentheses are legal inside a URL, so they are taken along).
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>\\]+")
-
-
-@dataclass(frozen=True)
-class SentinelURL:
-    """``sentinel://[[user]:password@]host:port[,host:port...][/db]?master=<name>``: the
-    one URL form for Redis behind Sentinel, broker and store alike. The password is the
-    Redis master's (the sentinels are asked without one)."""
-
-    sentinels: tuple[tuple[str, int], ...]
-    master: str
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-
-    def kombu_url(self) -> str:
-        """kombu's form: one ``sentinel://`` URL per sentinel, ``;``-separated (the
-        master's name goes in the transport options)."""
-        auth = ""
-        if self.password is not None:
-            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
-        return ";".join(f"sentinel://{auth}{h}:{p}/{self.db}" for h, p in self.sentinels)
-
-
-def sentinel_of(url: str) -> SentinelURL:
-    """Parse a ``sentinel://`` URL; ValueError names what is wrong."""
-    parts = urlsplit(url)
-    if parts.scheme != "sentinel":
-        raise ValueError("not a sentinel:// URL")
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    sentinels = []
-    for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"sentinel address {item!r} must be host:port")
-        sentinels.append((host.strip("[]"), int(port)))
-    master = parse_qs(parts.query).get("master", [""])[0]
-    if not master:
-        raise ValueError("a sentinel:// URL needs ?master=<name of the monitored master>")
-    path = parts.path.strip("/")
-    if path and not path.isdigit():
-        raise ValueError(f"database {path!r} must be a number")
-    username = password = None
-    if userinfo:
-        user, sep, secret = userinfo.partition(":")
-        username, password = (unquote(user) or None, unquote(secret)) if sep else (
-            None, unquote(user))  # fmt: skip
-    return SentinelURL(tuple(sentinels), master, int(path or 0), username, password)
 
 
 def redact_text(text: str) -> str:
@@ -367,18 +306,6 @@ def redact_text(text: str) -> str:
     if "://" not in text:
         return text
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-
-
-def redact_urls(value: Any) -> Any:
-    """``value`` with every string that holds a URL redacted (:func:`redact_url`), dicts
-    and lists walked: what a log line or a task event may show of a job message."""
-    if isinstance(value, str):
-        return redact_url(value) if "://" in value else value
-    if isinstance(value, Mapping):
-        return {k: redact_urls(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_urls(v) for v in value]
-    return value
 
 
 _POSITIVE = Range(min=0, min_inclusive=False)
@@ -401,7 +328,7 @@ def _cidr_list(values: list[str]) -> None:
 
 
 #: The smallest callback key accepted (Standard Webhooks asks for 24 to 64 random bytes);
-#: the same rule as :func:`worker.callbacks.signing.parse_secret`, which producers load
+#: the same rule as :func:`headswap_client.signing.parse_secret`, which producers load
 #: alone (config cannot import the worker's callbacks: the layers).
 _MIN_SECRET_BYTES = 24
 _SECRET_SPLIT = re.compile(r"[\s,]+")

@@ -20,13 +20,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from headswap_client.keys import ANALYSIS_MEMBER_PREFIX
+
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, Analysis
 from worker.classify import is_verdict
 from worker.errors import AkoolError, AkoolFatal
 from worker.jobs import message_from_record
 from worker.runtime import Runtime
 from worker.store.analyses import COMPLETED, FAILED, PENDING
-from worker.store.keys import ANALYSIS_MEMBER_PREFIX
 from worker.timing import full_jitter, transient_pause
 
 log = logging.getLogger(__name__)

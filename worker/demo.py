@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from headswap_client import states
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from worker import states
 from worker.devstack.redis_server import start_redis
 from worker.devstack.sandbox import SandboxProcess
 from worker.devstack.stack import Stack, sandbox_env

@@ -2,7 +2,7 @@
 
 ::
 
-    HeadswapError
+    HeadswapError                   (the root, with the next two: headswap_client.errors)
     ├── ConfigError                 settings are invalid (names the variable); fix and restart
     ├── JobValidationError          a job failed its schema: rejected, never retried
     ├── JobNotFound                 no such job id in the store
@@ -18,35 +18,25 @@
             ├── AkoolAuthError      1101/1102/1200 (after one token refresh)
             └── AkoolNotFound       1014: unknown id or another team's
 
+The root and the two errors producers meet live in the client distribution
+(:mod:`headswap_client.errors`) and are the same classes here: ``except
+worker.errors.JobValidationError`` catches what ``headswap_client.Producer`` raises.
 A caller decides "retry, wait, or give up" from the class alone. No exception here
 carries a secret: messages hold Akool's ``code``/``msg`` and our own text only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-
-class HeadswapError(Exception):
-    """Base of every error this package raises on purpose."""
+from headswap_client.errors import ConfigError as ConfigError
+from headswap_client.errors import HeadswapError as HeadswapError
+from headswap_client.errors import JobValidationError as JobValidationError
 
 
 class DeadMessageRefused(HeadswapError):
     """A dead message that cannot be requeued: no such entry, or only its head was kept."""
-
-
-class ConfigError(HeadswapError):
-    """Settings are missing or invalid. The message names each offending variable."""
-
-
-class JobValidationError(HeadswapError):
-    """A job did not pass its schema. ``errors`` maps field name -> list of messages."""
-
-    def __init__(self, errors: Mapping[str, Any]) -> None:
-        self.errors: dict[str, Any] = dict(errors)
-        fields = ", ".join(sorted(self.errors)) or "(none)"
-        super().__init__(f"invalid job; fields: {fields}")
 
 
 class JobNotFound(HeadswapError):

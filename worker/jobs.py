@@ -15,7 +15,7 @@
 
 Each function is one atomic step of the store (:meth:`JobStore.transition`): it checks the
 current state, writes the record, streams the event and moves the job between the
-schedules — the schedule rules are the data of :mod:`worker.states`. A function whose move
+schedules — the schedule rules are the data of :mod:`headswap_client.states`. A function whose move
 ends the job returns True: the caller then notifies (``worker.notify``). A move the state
 machine refuses returns False (or raises, where the caller must know why).
 """
@@ -23,27 +23,26 @@ machine refuses returns False (or raises, where the caller must know why).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from headswap_client import states
+from headswap_client.codec import INTERNAL_FIELDS
+from headswap_client.records import (
+    ENVELOPE_FIELDS,
+    job_fingerprint,
+    new_job_id,
+    record_fields,
+)
+
 from config.settings import redact_url
-from worker import states
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, STATUS_PROCESSING, Task
 from worker.errors import JobNotFound, NonceReplayed, TransitionRefused
 from worker.metrics import FAILURES, TRANSITIONS
-from worker.store import Created, JobStore, Moved, fingerprint
-from worker.store.codec import INTERNAL_FIELDS
+from worker.store import Created, JobStore, Moved
 
 log = logging.getLogger(__name__)
-
-ENVELOPE_FIELDS = ("job_id", "idempotency_key", "callback_task", "callback_url", "metadata")
-REQUEST_FIELDS = (
-    "video_url", "mappings", "model_name", "resolution", "template_id",
-    "keep_original_sound", "webhook_url",
-)  # fmt: skip
-
 
 #: Callback delivery bookkeeping kept on the job record (not part of what producers get).
 CALLBACK_RECORD_FIELDS = (
@@ -63,30 +62,6 @@ class Timings:
     resend_after: float = 300.0
     ambiguous_grace: float = 900.0
     nonce_ttl: int = 601
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
-
-
-def record_fields(job: Mapping[str, Any]) -> dict[str, Any]:
-    """What the store keeps of a validated job: only fields with a value (a pending job's
-    memory is mostly this hash; absent fields read back as their defaults)."""
-    request = {k: job[k] for k in REQUEST_FIELDS if job.get(k) is not None}
-    fields = {
-        "request": request,
-        "idempotency_key": job.get("idempotency_key"),
-        "callback_task": job.get("callback_task"),
-        "callback_url": job.get("callback_url"),
-        "metadata": job.get("metadata") or None,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def job_fingerprint(fields: Mapping[str, Any]) -> str:
-    """What a job asks for, as a hash: the same idempotency key (or job id) with another
-    fingerprint is a different job and is refused."""
-    return fingerprint({k: v for k, v in fields.items() if k != "idempotency_key"})
 
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -370,4 +345,4 @@ class Jobs:
 
 
 __all__ = ["Jobs", "NonceReplayed", "Timings", "job_fingerprint", "message_from_record",
-           "record_fields"]  # fmt: skip
+           "new_job_id", "record_fields"]  # fmt: skip

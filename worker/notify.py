@@ -18,7 +18,9 @@ import contextlib
 import logging
 from typing import Any
 
-from worker import metrics, signals, states, tracing
+from headswap_client import states
+
+from worker import metrics, signals, tracing
 from worker.jobs import public_record
 from worker.runtime import Runtime
 

@@ -9,9 +9,11 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
+from headswap_client import states
+
 from config.celery import QUEUES
 from config.settings import Settings
-from worker import breaker, states
+from worker import breaker
 from worker.broker import misrouted
 from worker.broker.envelope import preview
 from worker.errors import DeadMessageRefused, TransitionRefused

@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker import analysis, metrics, states, tracing
+from headswap_client import states
+
+from worker import analysis, metrics, tracing
 from worker.errors import AkoolError, AkoolFatal, AkoolNotFound
 from worker.notify import notify_now
 from worker.runtime import Runtime

@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from worker import analysis, breaker, metrics, signals, states, tracing
+from headswap_client import states
+from headswap_client.schemas import ContractPolicy, rejection_fields, safe_job_id
+
+from worker import analysis, breaker, metrics, signals, tracing
 from worker.akool_types import CreateTaskRequest, Task
 from worker.akool_types import Mapping as AkoolMapping
 from worker.errors import (
@@ -41,7 +44,6 @@ from worker.errors import (
 from worker.jobs import new_job_id
 from worker.notify import notify_now
 from worker.runtime import Runtime
-from worker.schemas import ContractPolicy, rejection_fields, safe_job_id
 from worker.store import StoreError
 from worker.timing import first_poll_delay, full_jitter, retry_delay
 

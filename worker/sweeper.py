@@ -25,7 +25,9 @@ import logging
 from collections import Counter
 from typing import Any
 
-from worker import polling, states
+from headswap_client import states
+
+from worker import polling
 from worker.broker import misrouted
 from worker.jobs import message_from_record
 from worker.metrics import MISROUTED_MESSAGES

@@ -39,13 +39,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from headswap_client import states
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from config.logs import setup_logging
 from config.settings import Settings, get_settings
-from worker import metrics, states, tracing
+from worker import metrics, tracing
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, Task
 from worker.dispatch import CeleryDispatcher, sender_app
 from worker.errors import AkoolError, AkoolNotFound, ConfigError, NonceReplayed

@@ -38,13 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headswap_client import states
+
 from config.settings import load_settings
 from tests.support.poison import bad_entries
 from tests.support.procs import free_port
 from tests.support.sandbox import SandboxProcess
 from tests.support.stack import Stack, producer_for, running_stack
 from tests.support.tcp_proxy import TcpProxy
-from worker import states
 from worker.devstack.redis_server import LocalRedis, start_redis
 from worker.devstack.sentinel import start_sentinel_group
 from worker.store import open_dead_messages

@@ -19,14 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from headswap_client import states
+from headswap_client.keys import Keys
+
 from tests.chaos.harness import ChaosContext, Scenario, fingerprint, mark_fault, submitting
 from tests.support.procs import ROOT
-from worker import breaker, health, states
+from worker import breaker, health
 from worker.cli import headswap_command
 from worker.devstack.procs import stop as stop_proc
 from worker.devstack.procs import wait_until
 from worker.devstack.redis_server import start_redis
-from worker.store.keys import Keys
 
 Fault = Callable[[ChaosContext], None]
 

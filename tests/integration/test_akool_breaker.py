@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from headswap_client.keys import Keys
 
 from tests.support.procs import wait_until
 from tests.support.stack import producer_for, running_stack, wait_all_terminal
-from worker.store.keys import Keys
 
 pytestmark = pytest.mark.integration
 

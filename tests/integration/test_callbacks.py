@@ -200,8 +200,9 @@ def test_the_post_goes_to_the_address_that_was_checked_not_a_second_lookup(redis
     (to loopback, allowed here); a second lookup would answer a refused address."""
     import socket
 
+    from headswap_client import states
+
     from config.settings import load_settings
-    from worker import states
     from worker.callbacks import delivery
     from worker.runtime import Runtime
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from headswap_client.keys import Keys
 
 from config.settings import load_settings
 from tests.support.procs import ROOT, VENV_BIN, spawn, stop, wait_until
@@ -20,7 +21,6 @@ from tests.support.stack import FAST, fresh_db_url
 from worker.devstack.stack import sandbox_env
 from worker.producer import Producer
 from worker.store import presence, redis_client
-from worker.store.keys import Keys
 
 pytestmark = pytest.mark.integration
 

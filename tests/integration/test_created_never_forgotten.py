@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from headswap_client import states
 
 from config.settings import load_settings
 from tests.integration.test_commands import HEADSWAP, cli_env, json_lines, started_worker
 from tests.support.dispatch import RecordingDispatcher
 from tests.support.procs import spawn, stop, wait_until
 from tests.support.stack import fresh_db_url
-from worker import states
 from worker.devstack.redis_server import LocalRedis, start_redis
 from worker.devstack.sandbox import SandboxProcess
 from worker.jobs import job_fingerprint, record_fields
@@ -158,7 +158,7 @@ def test_a_spooled_task_whose_job_already_failed_is_revived_or_alerted(redis_ser
     (``ambiguous_submission``): its task exists after all, so the job is followed again to
     its real end. Failed for another reason (an operator's): Akool charged a task nobody
     follows — named on the record, alerted in the stream (``paid_but_failed``), counted."""
-    from worker.store.keys import Keys
+    from headswap_client.keys import Keys
 
     settings = load_settings({"HEADSWAP_REDIS_URL": fresh_db_url(redis_server.url),
                               "HEADSWAP_SPOOL_DIR": str(tmp_path / "spool")})

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from headswap_client import states
 from werkzeug.test import Client
 
 from config.settings import load_settings
@@ -23,7 +24,6 @@ from tests.support.sandbox import (
     FAST_KNOBS,
     SandboxProcess,
 )
-from worker import states
 from worker.analysis import follow, start
 from worker.errors import JobValidationError
 from worker.jobs import job_fingerprint, record_fields

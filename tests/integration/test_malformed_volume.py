@@ -13,13 +13,13 @@ import os
 import time
 from typing import Any
 
+from headswap_client.schemas import validate_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.sandbox import FAST_KNOBS, SandboxProcess
 from tests.support.stack import producer_for, running_stack
 from worker.errors import JobValidationError
-from worker.schemas import validate_job
 
 N_JOBS = int(os.environ.get("HEADSWAP_MALFORMED_JOBS", "3000"))
 URL = "https://cdn.example.com/in.mp4"

@@ -178,11 +178,11 @@ def test_a_producer_in_another_language_enqueues_by_name_without_our_task_code(
 
 def test_the_contract_schema_accepts_its_example_and_refuses_what_the_worker_refuses():
     import jsonschema
+    from headswap_client.schemas import validate_job
 
     from worker.errors import JobValidationError
-    from worker.schemas import validate_job
 
-    with open("worker/contract/submit.schema.json") as fh:
+    with open("client/headswap_client/contract/submit.schema.json") as fh:
         schema = json.load(fh)
     validator = jsonschema.Draft202012Validator(schema)
     for example in schema["examples"]:

@@ -81,12 +81,32 @@ def test_no_function_level_import_hides_a_cycle():
     assert offenders == []
 
 
-def test_a_producer_checking_callback_signatures_loads_only_the_signing_module():
-    """``from worker.callbacks import verify_callback_signature`` in a producer's receiver
-    loads no delivery, store, Redis or HTTP client code."""
-    code = ("import sys; from worker.callbacks import verify_callback_signature; "
+def loaded_after(statement: str) -> list[str]:
+    """The modules of interest a fresh interpreter holds after ``statement``."""
+    code = (f"import sys; {statement}; "
             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('worker', 'tasks', 'config', 'redis', 'requests', 'celery'))))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True).stdout.split()
-    assert out == ["worker", "worker.callbacks", "worker.callbacks.signing"]
+            "('worker', 'tasks', 'config', 'headswap_client', 'redis', 'requests', 'celery', "
+            "'kombu', 'marshmallow', 'opentelemetry'))))")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True).stdout.split()
+
+
+def test_a_producer_checking_callback_signatures_loads_only_the_signing_module():
+    """``from headswap_client import verify_callback_signature`` in a producer's receiver
+    (or the older ``from worker.callbacks import ...``) loads no delivery, store, Redis,
+    broker or HTTP client code."""
+    assert loaded_after("from headswap_client import verify_callback_signature") == [
+        "headswap_client", "headswap_client.signing"]
+    assert loaded_after("from worker.callbacks import verify_callback_signature") == [
+        "headswap_client", "headswap_client.signing", "worker", "worker.callbacks"]
+
+
+def test_the_client_loads_nothing_of_the_worker_nor_celery():
+    """The light client's import graph, as Python sees it (the import contract in
+    pyproject.toml states the same rule for import-linter)."""
+    loaded = loaded_after("from headswap_client import Producer; Producer(redis_url="
+                          "'redis://127.0.0.1:1/0').close()")
+    assert "headswap_client.producer" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in ("worker", "tasks", "config",
+                                                          "celery", "requests")]
+    assert "opentelemetry" not in loaded, "tracing is the host's choice, not imported here"

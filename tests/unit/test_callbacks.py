@@ -14,10 +14,11 @@ import time
 
 import pytest
 import requests
+from headswap_client import states
 
 from config.settings import load_settings, redact_url
 from tests.support.dispatch import RecordingDispatcher
-from worker import callbacks, notify, states
+from worker import callbacks, notify
 from worker.callbacks import (
     delivery,
     headers_for,

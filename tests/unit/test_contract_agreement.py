@@ -8,12 +8,13 @@ from typing import Any
 
 import jsonschema
 import pytest
+from headswap_client.schemas import validate_job
 
 from worker.errors import JobValidationError
-from worker.schemas import validate_job
 
 SCHEMA = json.loads(
-    (Path(__file__).parents[2] / "worker/contract/submit.schema.json").read_text("utf-8"))
+    (Path(__file__).parents[2] / "client/headswap_client/contract/submit.schema.json")
+    .read_text("utf-8"))
 GOOD = {
     "video_url": "https://cdn.example.com/in.mp4",
     "mappings": [{"obj_id": 0, "img_url": "https://cdn.example.com/face.jpg"}],

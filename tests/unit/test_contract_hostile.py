@@ -8,16 +8,16 @@ import time
 from typing import Any
 
 import pytest
-
-from config.settings import load_settings
-from worker.errors import JobValidationError
-from worker.schemas import (
+from headswap_client.schemas import (
     REJECTED_MAX_BYTES,
     ContractPolicy,
     rejection_fields,
     safe_job_id,
     validate_job,
 )
+
+from config.settings import load_settings
+from worker.errors import JobValidationError
 
 GOOD = {
     "video_url": "https://cdn.example.com/in.mp4",

@@ -4,8 +4,8 @@ import threading
 import time
 
 import pytest
+from headswap_client import states
 
-from worker import states
 from worker.errors import InFlightCapReached
 from worker.limits import Rate, RateLimiter
 from worker.store import JobStore

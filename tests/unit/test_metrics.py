@@ -4,10 +4,11 @@ their events, callback outcomes, build info (real redis-server for the store gau
 from __future__ import annotations
 
 import pytest
+from headswap_client import states
 from prometheus_client import CollectorRegistry
 
 from tests.unit.test_callbacks import PUBLIC, FakeSession, make_rt, terminal_job
-from worker import metrics, polling, states
+from worker import metrics, polling
 from worker.callbacks import delivery
 from worker.store import JobStore
 

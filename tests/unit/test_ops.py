@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from headswap_client import states
 
 from config.settings import load_settings
-from worker import ops, states
+from worker import ops
 from worker.errors import TransitionRefused
 from worker.jobs import job_fingerprint, record_fields
 from worker.runtime import Runtime

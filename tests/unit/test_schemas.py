@@ -1,9 +1,9 @@
 """The job contract: every rule of the create body and our envelope."""
 
 import pytest
+from headswap_client.schemas import validate_job
 
 from worker.errors import JobValidationError
-from worker.schemas import validate_job
 
 GOOD = {
     "video_url": "https://cdn.example.com/in.mp4",

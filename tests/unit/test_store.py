@@ -2,11 +2,13 @@
 
 import pytest
 import redis as redis_lib
+from headswap_client import states
+from headswap_client.keys import SCHEDULES
+from headswap_client.scripts import NAMES as SHARED_NAMES
+from headswap_client.scripts import SharedScripts
 
-from worker import states
 from worker.errors import JobNotFound, NonceReplayed, TransitionRefused
 from worker.store import JobStore
-from worker.store.keys import SCHEDULES
 from worker.store.scripts import NAMES, Scripts
 
 
@@ -186,7 +188,13 @@ BROKEN_ARGS = {
 }
 
 
-@pytest.mark.parametrize("name", NAMES)
+def run_script(client, name, keys, args):
+    """Any script by name: the worker's own or the ones shared with producers."""
+    scripts = SharedScripts(client) if name in SHARED_NAMES else Scripts(client)
+    return scripts(name, keys, args)
+
+
+@pytest.mark.parametrize("name", [*SHARED_NAMES, *NAMES])
 def test_a_script_that_fails_changes_nothing(name, store, redis_client):
     """Redis does not roll back a script that fails half-way: every script checks and
     decodes all its input before its first write."""
@@ -198,10 +206,10 @@ def test_a_script_that_fails_changes_nothing(name, store, redis_client):
     keys, args = BROKEN_ARGS[name](store)
     if name == "release":
         # release has no input to refuse; it must not delete another holder's lock
-        assert Scripts(redis_client)(name, keys, ["other-token"]) == 0
+        assert run_script(redis_client, name, keys, ["other-token"]) == 0
     else:
         with pytest.raises(redis_lib.ResponseError):
-            Scripts(redis_client)(name, keys, args)
+            run_script(redis_client, name, keys, args)
     assert dump_all(redis_client) == before
 
 

@@ -5,9 +5,9 @@
 each task run makes one attempt, so a slow producer endpoint never holds up a
 notification. One module per concept:
 
-- :mod:`~worker.callbacks.signing` — the signature headers and
-  :func:`verify_callback_signature`: the part producers import (this package's namespace
-  re-exports it, and importing it loads nothing else of the worker);
+- :mod:`headswap_client.signing` — the signature headers and
+  :func:`verify_callback_signature`: the part producers import, so it lives in the
+  client distribution (this package's namespace re-exports it for existing receivers);
 - :mod:`~worker.callbacks.addresses` — which addresses a callback may reach (SSRF);
 - :mod:`~worker.callbacks.transport` — the URL split for a pinned connection, the session;
 - :mod:`~worker.callbacks.delivery` — one attempt, its verdict and its retry delay;
@@ -22,7 +22,7 @@ Callbacks follow Standard Webhooks (``webhook-id``, ``webhook-timestamp``,
 alone, and neither they nor a signature are ever logged.
 """
 
-from worker.callbacks.signing import (
+from headswap_client.signing import (
     DEFAULT_TOLERANCE_SECONDS,
     HEADER_ATTEMPT,
     HEADER_ID,

@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from headswap_client.signing import event_id
+
 from config.settings import redact_url
-from worker.callbacks.signing import event_id
 from worker.jobs import CALLBACK_RECORD_FIELDS
 
 if TYPE_CHECKING:

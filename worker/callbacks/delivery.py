@@ -5,7 +5,7 @@
    ``blocked_address``;
 2. the connection goes to the checked address itself (:mod:`worker.callbacks.transport`);
 3. ``POST`` of the JSON record, signed the Standard Webhooks way with every secret of
-   ``HEADSWAP_CALLBACK_SECRETS`` (:mod:`worker.callbacks.signing`), redirects not
+   ``HEADSWAP_CALLBACK_SECRETS`` (:mod:`headswap_client.signing`), redirects not
    followed.
 
 Any 2xx is delivered; 408, 429, 5xx, connection errors and timeouts are retried with the
@@ -28,9 +28,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
+from headswap_client import states
+from headswap_client.signing import HEADER_ATTEMPT, event_id, headers_for, parse_secret
 
 from config.settings import redact_url
-from worker import metrics, states, tracing
+from worker import metrics, tracing
 from worker.callbacks.addresses import BlockedAddress, Resolver, parse_networks, resolve_checked
 from worker.callbacks.dead_letters import (
     BLOCKED_ADDRESS,
@@ -47,7 +49,6 @@ from worker.callbacks.dead_letters import (
     count_attempt,
     dead,
 )
-from worker.callbacks.signing import HEADER_ATTEMPT, event_id, headers_for, parse_secret
 from worker.callbacks.transport import Target, parse_target, shared_session
 from worker.jobs import public_record
 from worker.timing import parse_retry_after, retry_delay

@@ -1,22 +1,25 @@
 """The Redis store: the only module that holds the Redis client.
 
-- :mod:`worker.store.keys` — every key name (``Keys(prefix)``)
+- :mod:`headswap_client.keys` — every key name (``Keys(prefix)``), shared with producers
 - :mod:`worker.store.job_store` — :class:`JobStore`: records, the transition step, schedules
+  (it extends the producer's :class:`headswap_client.store.ClientStore`)
 - :mod:`worker.store.analyses`, :mod:`~worker.store.callbacks`, :mod:`~worker.store.guards`,
   :mod:`~worker.store.events` — its parts (``store.analyses`` ...)
 - :mod:`worker.store.dead_messages` — queue entries no worker could take (bytes client)
 - :mod:`worker.store.misrouted` — our messages in Celery's default queue (bytes client)
 - :data:`StoreError` — what every store call raises when Redis fails (retry layers name it)
-- ``lua/*.lua`` — the scripts, each documenting its KEYS and ARGV
+- ``lua/*.lua`` — the scripts, each documenting its KEYS and ARGV (``create`` and
+  ``transition`` are the producers' too: ``headswap_client/lua``)
 """
 
+from headswap_client.codec import clean_text, decode_record, fingerprint
+from headswap_client.keys import Keys, url_hash
+from headswap_client.store import Created
 from redis.exceptions import RedisError as StoreError
 
-from worker.store.codec import clean_text, decode_record, fingerprint
 from worker.store.connect import open_dead_messages, open_misrouted, open_store, redis_client
 from worker.store.dead_messages import RAW_CAP, DeadMessage, DeadMessages
-from worker.store.job_store import Created, JobStore, Moved, Snapshot
-from worker.store.keys import Keys, url_hash
+from worker.store.job_store import JobStore, Moved, Snapshot
 from worker.store.misrouted import MisroutedMessages, Waiting
 
 __all__ = [

@@ -6,9 +6,9 @@ import json
 from typing import Any, cast
 
 import redis
+from headswap_client.codec import clean_text
+from headswap_client.keys import ANALYSIS_MEMBER_PREFIX, Keys
 
-from worker.store.codec import clean_text
-from worker.store.keys import ANALYSIS_MEMBER_PREFIX, Keys
 from worker.store.scripts import Scripts
 
 PENDING = "pending"

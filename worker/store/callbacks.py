@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import redis
+from headswap_client.codec import clean_text
+from headswap_client.keys import Keys
+from headswap_client.store import read_dead_letters
 
-from worker.store.codec import clean_text
-from worker.store.keys import Keys
 from worker.store.scripts import Scripts
 
 
@@ -34,23 +35,5 @@ class CallbackStore:
     def read_dead_letters(
         self, *, limit: int = 100, since: float | None = None
     ) -> list[dict[str, Any]]:
-        """Dead letters, newest first."""
-        index = self._keys.dead_letters
-        low: float | str = "-inf" if since is None else since
-        ids = cast(list[str], self._redis.zrevrangebyscore(index, "+inf", low, start=0, num=limit))
-        if not ids:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self._keys.dead_letter(job_id))
-        out: list[dict[str, Any]] = []
-        for raw in cast(list[dict[str, str]], pipe.execute()):
-            if not raw:
-                continue  # expired
-            letter: dict[str, Any] = dict(raw)
-            letter["attempts"] = int(raw.get("attempts") or 0)
-            letter["last_status"] = int(raw["last_status"]) if raw.get("last_status") else None
-            letter["last_error"] = raw.get("last_error") or None
-            letter["at"] = float(raw.get("at") or 0)
-            out.append(letter)
-        return out
+        """Dead letters, newest first (the reader producers use too)."""
+        return read_dead_letters(self._redis, self._keys, limit=limit, since=since)

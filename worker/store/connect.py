@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from headswap_client.keys import Keys
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -12,7 +13,6 @@ from redis.sentinel import Sentinel
 from config.settings import Settings, sentinel_of
 from worker.store.dead_messages import DeadMessages
 from worker.store.job_store import JobStore
-from worker.store.keys import Keys
 from worker.store.misrouted import MisroutedMessages
 
 #: The client's own retry covers a blip only (a reset connection, a failover's first

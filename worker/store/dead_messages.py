@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from headswap_client.keys import Keys
 
 from worker.errors import DeadMessageRefused
-from worker.store.keys import Keys
 from worker.store.scripts import Scripts
 
 #: The most bytes of one entry that are kept (the rest is counted in ``size``).

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import cast
 
 import redis
+from headswap_client.keys import Keys
 
-from worker.store.keys import Keys
 from worker.store.scripts import Scripts
 
 

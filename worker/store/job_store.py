@@ -1,8 +1,10 @@
 """The Redis job store: job records, the state machine's atomic step, schedules, events.
 
-All Redis access of the worker goes through a :class:`JobStore` and its parts
+:class:`JobStore` extends the producer's store (:class:`headswap_client.store.ClientStore`,
+which owns creating, reading and the transition step's plan). All Redis access of the
+worker goes through a :class:`JobStore` and its parts
 (``store.analyses``, ``store.callbacks``, ``store.guards``, ``store.events``): flow modules
-never hold the Redis client. Key names live in :mod:`worker.store.keys`, scripts in
+never hold the Redis client. Key names live in :mod:`headswap_client.keys`, scripts in
 ``lua/``. Every timestamp and schedule score is taken from the Redis server's clock
 (``TIME`` inside the scripts), so processes whose own clocks disagree still agree on what
 is due.
@@ -17,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import redis
+from headswap_client.codec import split_fields
+from headswap_client.keys import SCHEDULES
+from headswap_client.store import ClientStore, transition_request
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from worker import states
 from worker.errors import (
     InFlightCapReached,
     JobNotFound,
@@ -32,21 +36,14 @@ from worker.errors import (
 )
 from worker.store.analyses import AnalysisStore
 from worker.store.callbacks import CallbackStore
-from worker.store.codec import decode_record, split_fields
-from worker.store.events import EventStream
 from worker.store.guards import Guards
-from worker.store.keys import SCHEDULES, Keys
 from worker.store.presence import Presence
 from worker.store.scripts import Scripts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Approximate cap of the event stream (XADD MAXLEN ~).
-EVENTS_MAXLEN = 200_000
-#: KEYS index (1-based) of the first schedule in the transition script.
-_TRANSITION_SCHEDULES_AT = 5
-_CREATE_SCHEDULES_AT = 4
+#: KEYS index (1-based) of the first schedule in the update script.
 _UPDATE_SCHEDULES_AT = 2
 
 
@@ -68,15 +65,6 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
-class Created:
-    """What :meth:`JobStore.create` did: ``status`` is created, exists, conflict or taken."""
-
-    status: str
-    job_id: str
-    at: float
-
-
-@dataclass(frozen=True)
 class Moved:
     """A transition that happened: the state left and the server time of the move."""
 
@@ -84,12 +72,10 @@ class Moved:
     at: float
 
 
-def _join_rows(plan: states.SchedulePlan, first_key: int) -> list[list[Any]]:
-    return [[SCHEDULES.index(name) + first_key, delay, nx] for name, delay, nx in plan.join]
-
-
-class JobStore:
-    """Job records and their lifecycle's atomic steps."""
+class JobStore(ClientStore):
+    """Job records and their lifecycle's atomic steps: the producer's store
+    (:class:`headswap_client.store.ClientStore`: create, get, events, dead letters) and
+    every other step the workers take."""
 
     def __init__(
         self,
@@ -101,26 +87,18 @@ class JobStore:
         min_replicas: int = 0,
         replica_wait_ms: int = 1000,
     ) -> None:
-        self._redis = client
-        self.keys = Keys(prefix)
+        super().__init__(client, prefix, retention_seconds=retention_seconds,
+                         idempotency_ttl=idempotency_ttl)  # fmt: skip
         #: Writes that must survive a failover wait for this many replicas (``WAIT``).
         self.min_replicas = min_replicas
         self.replica_wait_ms = replica_wait_ms
-        self.retention_seconds = retention_seconds
-        self.idempotency_ttl = idempotency_ttl
         self._scripts = Scripts(client)
         self.analyses = AnalysisStore(client, self.keys, self._scripts)
         self.callbacks = CallbackStore(client, self.keys, self._scripts, retention_seconds)
         self.guards = Guards(client, self.keys, self._scripts)
-        self.events = EventStream(client, self.keys)
         self.workers = Presence(client, self.keys)
 
     # --- the server ---------------------------------------------------------------------
-    def clock(self) -> float:
-        """The Redis server's time: the one clock every process compares against."""
-        seconds, micros = cast(tuple[int, int], self._redis.time())
-        return seconds + micros / 1_000_000
-
     def persist(self, action: Callable[[], T], *, for_seconds: float,
                 on_retry: Callable[[Exception], None]) -> T:
         """Run one store write that must not be lost, retrying while Redis is unreachable
@@ -141,57 +119,7 @@ class JobStore:
             pipe.srem(key, member)
         return sum(int(n) for n in pipe.execute())
 
-    def ping(self) -> bool:
-        return bool(self._redis.ping())
-
-    def close(self) -> None:
-        self._redis.close()
-
     # --- records ------------------------------------------------------------------------
-    def create(
-        self,
-        job_id: str,
-        fields: Mapping[str, Any],
-        *,
-        fingerprint: str = "-",
-        idempotency_key: str | None = None,
-        state: str = states.QUEUED,
-        delays: Mapping[str, float] | None = None,
-    ) -> Created:
-        """Create a job unless its id or idempotency key is taken (one atomic step).
-
-        A queued job joins the wake-up schedule, so a lost message is re-sent; a job
-        created terminal (rejected) joins the outbox and expires after the retention.
-        """
-        sets, _ = split_fields(fields)
-        plan = states.schedule_plan(state, delays)
-        keys = [
-            self.keys.job(job_id),
-            self.keys.events,
-            self.keys.idempotency(idempotency_key) if idempotency_key else self.keys.job(job_id),
-            *self.keys.schedules,
-            self.keys.epoch,
-        ]
-        body = {
-            "job_id": job_id,
-            "state": state,
-            "fields": sets,
-            "fingerprint": fingerprint,
-            "idempotency": bool(idempotency_key),
-            "idem_ttl": self.idempotency_ttl,
-            "join": _join_rows(plan, _CREATE_SCHEDULES_AT),
-            "ttl": self.retention_seconds if state in states.TERMINAL else 0,
-            "maxlen": EVENTS_MAXLEN,
-        }
-        status, ident, at = self._scripts("create", keys, [json.dumps(body)])
-        if status == "created":
-            log.info("job created", extra={"job_id": job_id, "state": state})
-        return Created(str(status), str(ident), float(at))
-
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = cast(dict[str, str], self._redis.hgetall(self.keys.job(job_id)))
-        return decode_record(raw) if raw else None
-
     def traceparent(self, job_id: str) -> str | None:
         """The job's trace context (W3C ``traceparent``, :mod:`worker.tracing`), if any."""
         value = self._redis.hget(self.keys.job(job_id), "traceparent")
@@ -258,7 +186,7 @@ class JobStore:
         replicated: bool = False,
     ) -> Moved:
         """Move a job to ``target`` in one atomic step; the schedule moves are the data of
-        :mod:`worker.states` (``delays`` gives the joined schedules' scores).
+        :mod:`headswap_client.states` (``delays`` gives the joined schedules' scores).
 
         Raises :class:`TransitionRefused` when the current state does not allow the move,
         :class:`InFlightCapReached` when entering ``submitting`` would exceed ``cap`` jobs
@@ -269,39 +197,21 @@ class JobStore:
         connection by ``WAIT min_replicas replica_wait_ms``; fewer acknowledgements raise
         :class:`ReplicationLag` (the move stands on the master, a failover may forget it).
         """
-        fields = dict(fields or {})
-        allowed_from = sorted(allowed if allowed is not None else states.allowed_from(target))
-        plan = states.schedule_plan(target, delays)
-        sets, deletes = split_fields(fields)
-        event_pairs, _ = split_fields({k: v for k, v in (event or {}).items() if v is not None})
-        nonce_key = self.keys.nonce(nonce[0]) if nonce else self.keys.job(job_id)
-        body = {
-            "target": target,
-            "allowed": allowed_from,
-            "fields": sets,
-            "delete": deletes,
-            "stamp_once": list(stamp_once),
-            "leave": [SCHEDULES.index(n) + _TRANSITION_SCHEDULES_AT for n in plan.leave],
-            "join": _join_rows(plan, _TRANSITION_SCHEDULES_AT),
-            "cap": cap,
-            "inflight": SCHEDULES.index("inflight") + _TRANSITION_SCHEDULES_AT,
-            "index_remote": target in states.REMOTE_INDEXED,
-            "ttl": self.retention_seconds if target in states.TERMINAL else 0,
-            "event": event_pairs,
-            "maxlen": EVENTS_MAXLEN,
-            "nonce_ttl": nonce[1] if nonce else 0,
-        }
-        keys = [self.keys.job(job_id), self.keys.events, self.keys.remotes, nonce_key,
-                *self.keys.schedules]  # fmt: skip
+        request = transition_request(
+            self.keys, job_id, target, retention_seconds=self.retention_seconds,
+            fields=fields, delays=delays, event=event, allowed=allowed,
+            stamp_once=stamp_once, cap=cap, nonce=nonce,
+        )  # fmt: skip
+        keys, args, allowed_from = request.keys, request.args, request.allowed
         if replicated and self.min_replicas:
             pipe = self._redis.pipeline(transaction=False)
-            self._scripts("transition", keys, [json.dumps(body)], client=pipe)
+            self._shared("transition", keys, args, client=pipe)
             pipe.execute_command("WAIT", self.min_replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
             (status, current, at), acked = pipe.execute()
             if status == "ok" and int(acked) < self.min_replicas:
                 raise ReplicationLag(job_id, int(acked), self.min_replicas)
         else:
-            status, current, at = self._scripts("transition", keys, [json.dumps(body)])
+            status, current, at = self._shared("transition", keys, args)
         if status == "missing":
             raise JobNotFound(job_id)
         if status == "refused":

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from headswap_client.keys import Keys
 
-from worker.store.keys import Keys
 from worker.store.scripts import Scripts
 
 #: Entries of each list looked at per scan: the newest (producers push on the left). The

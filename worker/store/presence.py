@@ -16,8 +16,7 @@ import time
 from typing import Any
 
 import redis
-
-from worker.store.keys import Keys
+from headswap_client.keys import Keys
 
 #: Seconds a record outlives the worker's last refresh.
 TTL_SECONDS = 60

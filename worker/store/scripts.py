@@ -1,4 +1,5 @@
-"""The store's Lua scripts, kept as ``.lua`` files beside this module and loaded once.
+"""The store's Lua scripts, kept as ``.lua`` files beside this module and loaded once
+(``create`` and ``transition``, shared with producers, live in ``headswap_client/lua``).
 
 Each file documents its KEYS and ARGV in its header. Every script does all its checks
 and decodes before its first write: Redis never rolls a script back, so one that fails
@@ -15,7 +16,7 @@ import redis
 from redis.commands.core import Script
 
 NAMES = (
-    "transition", "create", "update", "claim", "schedule", "release", "circuit",
+    "update", "claim", "schedule", "release", "circuit",
     "analysis_claim", "analysis_update", "gcra", "breaker", "dead_write", "dead_requeue",
     "misrouted_scan", "misrouted_move",
 )  # fmt: skip

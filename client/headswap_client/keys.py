@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Final
 
 #: The schedules, in the order the scripts receive them (KEYS[n..]); names as in
-#: :data:`worker.states.SCHEDULE_HOLDS`.
+#: :data:`headswap_client.states.SCHEDULE_HOLDS`.
 SCHEDULES: Final = (
     "wakeup", "submitting", "ambiguous", "inflight", "poll", "outbox", "callback",
 )  # fmt: skip

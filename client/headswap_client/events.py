@@ -8,7 +8,7 @@ from typing import Any, cast
 import redis
 from redis.exceptions import ResponseError
 
-from worker.store.keys import Keys
+from headswap_client.keys import Keys
 
 
 class EventStream:

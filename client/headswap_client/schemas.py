@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from marshmallow import (
     RAISE,
@@ -37,10 +37,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from worker.errors import JobValidationError
-
-if TYPE_CHECKING:
-    from config.settings import Settings
+from headswap_client.errors import JobValidationError
 
 MAX_URL_LENGTH = 2048
 MAX_MAPPINGS = 5
@@ -199,6 +196,16 @@ _METADATA_TOO_DEEP = f"Must nest at most {MAX_METADATA_DEPTH} levels."
 _MAPPINGS_LENGTH = f"Length must be between 1 and {MAX_MAPPINGS}."
 
 
+class ContractSettings(Protocol):
+    """The settings the contract depends on: the workers' ``config.settings.Settings``
+    and the client's :class:`~headswap_client.settings.ClientSettings` both have them."""
+
+    @property
+    def allowed_models(self) -> tuple[str, ...]: ...
+    @property
+    def webhook_public_url(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class ContractPolicy:
     """Every settings-dependent rule of the contract, so the producer and the worker
@@ -210,7 +217,7 @@ class ContractPolicy:
     own_webhook_receiver: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ContractPolicy:
+    def from_settings(cls, settings: ContractSettings) -> ContractPolicy:
         return cls(
             allowed_models=tuple(settings.allowed_models),
             own_webhook_receiver=bool(settings.webhook_public_url),
