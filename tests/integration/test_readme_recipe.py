@@ -57,7 +57,7 @@ def test_the_stack_run_by_hand_from_the_readme_runs_a_job(tmp_path):
     procs = []
     try:
         for command, log in zip(commands, logs, strict=True):
-            procs.append(spawn(["bash", "-c", f"exec {command}"], env=env, log=log,
+            procs.append(spawn(["bash", "-c", command], env=env, log=log,
                                cwd=tmp_path))
         from config.settings import load_settings
         from worker.producer import Producer
