@@ -25,8 +25,11 @@ from config.settings import Settings, sentinel_of
 SUBMIT_QUEUE = "headswap.submit"
 POLL_QUEUE = "headswap.poll"
 NOTIFY_QUEUE = "headswap.notify"
+#: Copies of finished videos to durable storage: long transfers get a queue of their own,
+#: so they never hold up polls or notifications (and can get workers of their own).
+STORE_QUEUE = "headswap.store"
 #: The one list of queues (workers consume them, ops and metrics report them).
-QUEUES = (SUBMIT_QUEUE, POLL_QUEUE, NOTIFY_QUEUE)
+QUEUES = (SUBMIT_QUEUE, POLL_QUEUE, NOTIFY_QUEUE, STORE_QUEUE)
 
 
 def queue_object(name: str) -> Queue:
@@ -65,6 +68,7 @@ ROUTES = {
     "headswap.sweep": route(POLL_QUEUE),
     "headswap.notify": route(NOTIFY_QUEUE),
     "headswap.deliver_callback": route(NOTIFY_QUEUE),
+    "headswap.store_output": route(STORE_QUEUE),
 }
 
 #: kombu's Redis transport keeps bindings forever (``_kombu.binding.<exchange>`` and

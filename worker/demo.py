@@ -83,6 +83,8 @@ def local_stack(console: Console) -> Iterator[dict[str, str]]:
     workdir = Path(tempfile.mkdtemp(prefix="headswap-demo-"))
     env = {k: v for k, v in os.environ.items() if k.startswith("HEADSWAP_")}
     env.setdefault("HEADSWAP_LOG_FORMAT", "text")
+    # Finished videos are copied to a directory of the demo's own (unless configured).
+    env.setdefault("HEADSWAP_STORAGE_URL", (workdir / "outputs").as_uri())
     with contextlib.ExitStack() as started:
         if "HEADSWAP_REDIS_URL" not in os.environ:
             server = start_redis(directory=workdir / "redis")

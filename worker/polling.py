@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker import analysis, metrics, states
+from worker import analysis, metrics, states, storing
 from worker.errors import AkoolError, AkoolFatal, AkoolNotFound
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -91,7 +91,7 @@ def poll_job(rt: Runtime, job_id: str) -> None:
                                                 exc.retry_after))  # fmt: skip
         return
     if rt.jobs.apply_remote_status(job_id, task, source="poll"):
-        notify_now(rt, job_id)
+        storing.follow_up(rt, job_id)  # the copy of a finished output, or the notification
     else:  # "xx": a job that ended meanwhile has left the schedule and stays out
         _reschedule(rt, job_id, _interval(rt, record))
 

@@ -98,6 +98,8 @@ def running_stack(redis_url: str, sandbox: Any, *, workers: int = 1, beats: int 
     # with every other stack of the machine (two test processes run at once).
     env.setdefault("HEADSWAP_SPOOL_DIR", str(workdir / "spool"))
     env.setdefault("HEADSWAP_HEARTBEAT_FILE", str(workdir / "heartbeat"))
+    # Finished videos are copied here (the local-directory target, the tests' default).
+    env.setdefault("HEADSWAP_STORAGE_URL", (workdir / "outputs").as_uri())
     if webhook_port:
         env.setdefault("HEADSWAP_WEBHOOK_PUBLIC_URL", f"http://127.0.0.1:{webhook_port}")
     stack = Stack(redis_url, env, workdir)
