@@ -35,6 +35,8 @@ FAST = {
     "HEADSWAP_CONNECT_TIMEOUT": "2",
     "HEADSWAP_RETRY_BACKOFF_MAX_SECONDS": "2",
     "HEADSWAP_LOG_FORMAT": "json",
+    # a copy whose worker was killed is re-sent after 10 + 5 + 10 s (not 915 s)
+    "HEADSWAP_STORAGE_ATTEMPT_SECONDS": "10",
 }
 SIGNAL_RECORDER = "tests.support.signal_recorder"
 
