@@ -13,10 +13,10 @@ from celery import Celery
 from kombu import Connection, Exchange, Queue
 
 from config.celery import OBSOLETE_BINDINGS, QUEUES, ROUTES, celery_config
-#: The queues of the deployment that left the bindings (before headswap.store existed).
-OLD_QUEUES = ("headswap.submit", "headswap.poll", "headswap.notify")
 from config.settings import load_settings
 
+#: The queues of the deployment that left the bindings (before headswap.store existed).
+OLD_QUEUES = ("headswap.submit", "headswap.poll", "headswap.notify")
 SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per priority step
 
