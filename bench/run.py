@@ -32,7 +32,15 @@ from typing import Any
 import psutil
 from rich.console import Console
 
-from bench import findings, profiling, rate_limit, report, schedule_scale, throughput
+from bench import (
+    copy_memory,
+    findings,
+    profiling,
+    rate_limit,
+    report,
+    schedule_scale,
+    throughput,
+)
 from bench.cluster import ROOT
 from bench.markdown import write_markdown
 from worker.devstack.redis_server import start_redis
@@ -198,6 +206,15 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
             results["rate_limit"]["workers"] = rate_limit.run_workers(
                 bench, jobs=plan.rate_worker_jobs)
         report.print_section(console, results, "rate_limit")
+
+        say("[bold]6. output copy memory[/] (a file 20× the copy buffer, local target)")
+        sandbox.reset(reset_config=True)
+        copy = results["copy_memory"] = copy_memory.run(sandbox)
+        say(f"  {copy['file_bytes']:,} bytes in {copy['seconds']} s: Python peak "
+            f"{copy['python_peak_bytes']:,} bytes ({copy['peak_over_buffer']}× the "
+            f"{copy['copy_buffer_bytes']:,}-byte buffer), RSS growth "
+            f"{copy['rss_growth_bytes']:,} bytes, SHA-256 ok {copy['sha256_ok']}, "
+            f"bounded {copy['bounded']}")
     finally:
         sandbox.stop()
         server.stop()

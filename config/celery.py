@@ -21,6 +21,7 @@ from typing import Any
 from headswap_client.queues import NOTIFY_QUEUE as NOTIFY_QUEUE
 from headswap_client.queues import POLL_QUEUE as POLL_QUEUE
 from headswap_client.queues import QUEUES as QUEUES
+from headswap_client.queues import STORE_QUEUE as STORE_QUEUE
 from headswap_client.queues import SUBMIT_QUEUE as SUBMIT_QUEUE
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
@@ -64,6 +65,7 @@ ROUTES = {
     "headswap.sweep": route(POLL_QUEUE),
     "headswap.notify": route(NOTIFY_QUEUE),
     "headswap.deliver_callback": route(NOTIFY_QUEUE),
+    "headswap.store_output": route(STORE_QUEUE),
 }
 
 #: kombu's Redis transport keeps bindings forever (``_kombu.binding.<exchange>`` and

@@ -17,6 +17,7 @@ import functools
 import ipaddress
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,6 +250,43 @@ class Settings:
     #: loopback/private/link-local/... (refused by default: SSRF protection).
     callback_allowed_networks: tuple[str, ...] = ()
 
+    # --- durable outputs (worker.storing) ---------------------------------------------
+    #: HEADSWAP_STORAGE_URL: where finished videos are copied before ``succeeded``:
+    #: ``file:///dir`` (a local directory), ``s3://bucket[/prefix]`` (any S3-compatible
+    #: store), or ``none`` (no copy: a job succeeds with Akool's URL only).
+    storage_url: str = "file:///tmp/headswap-outputs"
+    #: HEADSWAP_STORAGE_ENDPOINT_URL: the S3 API endpoint (MinIO, SeaweedFS, GCS's
+    #: ``https://storage.googleapis.com``); empty = AWS S3 of ``storage_region``.
+    storage_endpoint_url: str = ""
+    #: HEADSWAP_STORAGE_REGION
+    storage_region: str = "us-east-1"
+    #: HEADSWAP_STORAGE_ACCESS_KEY_ID / _SECRET_ACCESS_KEY (or ``*_FILE``): S3 credentials;
+    #: both empty = boto3's default chain (IRSA / workload identity, instance profile).
+    storage_access_key_id: Secret = field(default_factory=lambda: Secret(""))
+    storage_secret_access_key: Secret = field(default_factory=lambda: Secret(""))
+    #: HEADSWAP_STORAGE_KEY_TEMPLATE: the object key of a job's video; ``{producer}``
+    #: (``metadata.producer``, else ``_``), ``{date}`` (YYYY/MM/DD the copy began, UTC),
+    #: ``{job_id}``, ``{remote_id}``.
+    storage_key_template: str = "{producer}/{date}/{job_id}.mp4"
+    #: HEADSWAP_STORAGE_PRESIGN_SECONDS: lifetime of the presigned GET URL a job gets for
+    #: its S3 copy (0 = none; at most 7 days, SigV4's limit).
+    storage_presign_seconds: int = 24 * 3600
+    #: HEADSWAP_STORAGE_CHUNK_BYTES: the copy buffer: bytes read from Akool at a time.
+    storage_chunk_bytes: int = 1 << 20
+    #: HEADSWAP_STORAGE_PART_BYTES: S3 multipart part size (>= 5 MiB); a copy holds at
+    #: most two parts in memory.
+    storage_part_bytes: int = 8 << 20
+    #: HEADSWAP_STORAGE_RETRY_WINDOW_SECONDS: a copy failing for now (cut download, 5xx,
+    #: storage away) is retried with backoff this long; then the job fails ``store_failed``.
+    storage_retry_window_seconds: float = 6 * 3600.0
+    #: HEADSWAP_STORAGE_BACKOFF_BASE_SECONDS / _MAX_SECONDS: first retry delay (doubles,
+    #: jittered) and its cap.
+    storage_backoff_base_seconds: float = 2.0
+    storage_backoff_max_seconds: float = 300.0
+    #: HEADSWAP_STORAGE_ATTEMPT_SECONDS: one copy attempt is abandoned after this long (a
+    #: stalled download); also the lease after which a copy whose worker died is re-sent.
+    storage_attempt_seconds: float = 900.0
+
     # --- logging ----------------------------------------------------------------------
     #: HEADSWAP_LOG_FORMAT: ``json`` (one object per line) or ``text``.
     log_format: str = "json"
@@ -269,6 +307,23 @@ class Settings:
     def longest_callback_seconds(self) -> float:
         """Longer than any callback attempt can take: its lock and its retry's lease."""
         return self.callback_connect_timeout + self.callback_read_timeout + 30.0
+
+    @property
+    def storage_lock_seconds(self) -> float:
+        """Longer than one copy attempt can take (its deadline is checked between reads,
+        a read waits at most ``read_timeout``): the per-job copy lock."""
+        return self.storage_attempt_seconds + self.read_timeout + 5.0
+
+    @property
+    def storage_lease_seconds(self) -> float:
+        """How long after entering ``storing`` (or after a retry's countdown) a copy that
+        no attempt finished is sent again: a worker killed mid-copy, a lost message."""
+        return self.storage_lock_seconds + 5.0
+
+    @property
+    def stores_outputs(self) -> bool:
+        """Whether a finished video is copied to durable storage before ``succeeded``."""
+        return self.storage_url.strip().lower() != "none"
 
     @property
     def uses_token_auth(self) -> bool:
@@ -529,6 +584,33 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "callback_allowed_networks": _stripped(
             env.list("CALLBACK_ALLOWED_NETWORKS", [], validate=_cidr_list)
         ),
+        "storage_url": env.str("STORAGE_URL", d.storage_url),
+        "storage_endpoint_url": env.str("STORAGE_ENDPOINT_URL", ""),
+        "storage_region": env.str("STORAGE_REGION", d.storage_region),
+        "storage_access_key_id": Secret(env.str("STORAGE_ACCESS_KEY_ID", "")),
+        "storage_secret_access_key": Secret(env.str("STORAGE_SECRET_ACCESS_KEY", "")),
+        "storage_key_template": env.str("STORAGE_KEY_TEMPLATE", d.storage_key_template),
+        "storage_presign_seconds": env.int(
+            "STORAGE_PRESIGN_SECONDS", d.storage_presign_seconds, validate=Range(0, 604_800)
+        ),
+        "storage_chunk_bytes": env.int(
+            "STORAGE_CHUNK_BYTES", d.storage_chunk_bytes, validate=Range(1024, 64 << 20)
+        ),
+        "storage_part_bytes": env.int(
+            "STORAGE_PART_BYTES", d.storage_part_bytes, validate=Range(5 << 20, 512 << 20)
+        ),
+        "storage_retry_window_seconds": env.float(
+            "STORAGE_RETRY_WINDOW_SECONDS", d.storage_retry_window_seconds, validate=_POSITIVE
+        ),
+        "storage_backoff_base_seconds": env.float(
+            "STORAGE_BACKOFF_BASE_SECONDS", d.storage_backoff_base_seconds, validate=_POSITIVE
+        ),
+        "storage_backoff_max_seconds": env.float(
+            "STORAGE_BACKOFF_MAX_SECONDS", d.storage_backoff_max_seconds, validate=_POSITIVE
+        ),
+        "storage_attempt_seconds": env.float(
+            "STORAGE_ATTEMPT_SECONDS", d.storage_attempt_seconds, validate=Range(1, 86_400)
+        ),
         "log_format": env.str("LOG_FORMAT", d.log_format, validate=OneOf(["json", "text"])),
         "log_level": env.str(
             "LOG_LEVEL", d.log_level, validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -608,6 +690,45 @@ def _inconsistencies(s: Settings) -> list[tuple[tuple[str, ...], str]]:
         problems.append((("BEAT_SILENCE_SECONDS", "POLL_TICK_SECONDS"),
                          f"must exceed twice {PREFIX}POLL_TICK_SECONDS "
                          "(or every late tick is an alarm)"))
+    problems += _storage_problems(s)
+    return problems
+
+
+#: What a key template may name (``worker.storage.keys`` renders it).
+KEY_TEMPLATE_FIELDS = frozenset({"producer", "date", "job_id", "remote_id"})
+
+
+def _storage_problems(s: Settings) -> list[tuple[tuple[str, ...], str]]:
+    """What is wrong with the ``HEADSWAP_STORAGE_*`` settings, each naming its variable."""
+    if not s.stores_outputs:
+        return []
+    problems: list[tuple[tuple[str, ...], str]] = []
+    scheme = urlsplit(s.storage_url).scheme
+    if scheme not in ("file", "s3"):
+        problems.append((("STORAGE_URL",), "must be file:///dir, s3://bucket[/prefix] or none"))
+    elif scheme == "file" and not urlsplit(s.storage_url).path.startswith("/"):
+        problems.append((("STORAGE_URL",), "a file:// URL needs an absolute path"))
+    elif scheme == "s3" and not urlsplit(s.storage_url).netloc:
+        problems.append((("STORAGE_URL",), "an s3:// URL needs a bucket name"))
+    if bool(s.storage_access_key_id) != bool(s.storage_secret_access_key):
+        problems.append((("STORAGE_ACCESS_KEY_ID", "STORAGE_SECRET_ACCESS_KEY"),
+                         f"must be set together with {PREFIX}STORAGE_SECRET_ACCESS_KEY"))
+    if s.storage_endpoint_url and not s.storage_endpoint_url.startswith(("http://", "https://")):
+        problems.append((("STORAGE_ENDPOINT_URL",), "must be an http(s) URL"))
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(s.storage_key_template) if f}
+    except ValueError as exc:
+        names = set()
+        problems.append((("STORAGE_KEY_TEMPLATE",), str(exc)))
+    if names - KEY_TEMPLATE_FIELDS:
+        problems.append((("STORAGE_KEY_TEMPLATE",),
+                         f"names unknown fields {sorted(names - KEY_TEMPLATE_FIELDS)} "
+                         f"(allowed: {', '.join(sorted(KEY_TEMPLATE_FIELDS))})"))
+    elif "job_id" not in names:
+        problems.append((("STORAGE_KEY_TEMPLATE",), "must contain {job_id} (one object per job)"))
+    if s.storage_backoff_max_seconds < s.storage_backoff_base_seconds:
+        problems.append((("STORAGE_BACKOFF_MAX_SECONDS", "STORAGE_BACKOFF_BASE_SECONDS"),
+                         f"must not be below {PREFIX}STORAGE_BACKOFF_BASE_SECONDS"))
     return problems
 
 

@@ -806,7 +806,8 @@ def test_compose_worker_health_and_shutdown(compose: Doc) -> None:
 
 
 def _defined_metrics() -> set[str]:
-    source = (ROOT / "worker" / "metrics.py").read_text(encoding="utf-8")
+    source = "".join((ROOT / "worker" / name).read_text(encoding="utf-8")
+                     for name in ("metrics.py", "storage/metrics.py"))
     return set(re.findall(r"\"(headswap_[a-z0-9_]+)\"", source))
 
 

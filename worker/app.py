@@ -19,7 +19,8 @@ setup_logging(_settings)
 
 app = Celery(
     "headswap",
-    include=["tasks.submit", "tasks.poll", "tasks.notify", "tasks.sweep", "tasks.callbacks"],
+    include=["tasks.submit", "tasks.poll", "tasks.notify", "tasks.sweep", "tasks.callbacks",
+             "tasks.store_output"],
     task_cls=HeadswapTask,  # what Celery logs and streams of a task has its URLs redacted
 )
 app.config_from_object(celery_config(_settings))

@@ -97,8 +97,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if record is None:
         print(f"no job {args.job_id}", file=sys.stderr)
         return 1
-    from config.settings import redact_urls
+    from config.settings import get_settings, redact_urls
+    from worker.ops import stored_copy
 
+    stored = stored_copy(get_settings(), record)
+    if stored is not None:
+        record["stored"] = stored
     # The record keeps the real URLs (delivery needs them); a terminal never shows them.
     print(json.dumps(redact_urls(record), indent=2, sort_keys=True, default=str))
     return 0

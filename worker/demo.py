@@ -11,6 +11,7 @@ ended as expected.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from headswap_client import states
 from rich.console import Console
@@ -52,7 +54,8 @@ def demo_jobs(valid: int) -> list[DemoJob]:
 
     jobs = [
         DemoJob(f"valid #{i + 1}", states.SUCCEEDED,
-                job(f"https://cdn.example.com/in/{i}.mp4?duration={4 + i % 10}"))
+                job(f"https://cdn.example.com/in/{i}.mp4?duration={4 + i % 10}",
+                    metadata={"producer": "demo"}))
         for i in range(valid)
     ]  # fmt: skip
     jobs += [
@@ -83,6 +86,8 @@ def local_stack(console: Console) -> Iterator[dict[str, str]]:
     workdir = Path(tempfile.mkdtemp(prefix="headswap-demo-"))
     env = {k: v for k, v in os.environ.items() if k.startswith("HEADSWAP_")}
     env.setdefault("HEADSWAP_LOG_FORMAT", "text")
+    # Finished videos are copied to a directory of the demo's own (unless configured).
+    env.setdefault("HEADSWAP_STORAGE_URL", (workdir / "outputs").as_uri())
     with contextlib.ExitStack() as started:
         if "HEADSWAP_REDIS_URL" not in os.environ:
             server = start_redis(directory=workdir / "redis")
@@ -154,6 +159,43 @@ def _follow(console: Console, producer: Any, demo: list[DemoJob], timeout: float
     return records
 
 
+def _stored_summary(console: Console, records: list[dict[str, Any]]) -> bool:
+    """Where the succeeded jobs' videos are, and whether each file is there with the
+    SHA-256 its record names (the local-directory target; other targets are listed)."""
+    done = [r for r in records if r.get("state") == states.SUCCEEDED]
+    if not done:
+        return True
+    if not any(r.get("stored_url") for r in done):
+        console.print("outputs: not copied (HEADSWAP_STORAGE_URL=none)")
+        return True
+    matching = 0
+    for record in done:
+        url = str(record.get("stored_url") or "")
+        if url.startswith("file://"):
+            path = Path(urlsplit(url).path)
+            if path.is_file() and _sha256(path) == record.get("stored_sha256"):
+                matching += 1
+    where = os.path.commonpath([urlsplit(str(r.get("stored_url") or "")).path for r in done])
+    scheme = urlsplit(str(done[0].get("stored_url"))).scheme
+    if scheme != "file":
+        console.print(f"outputs stored in {scheme}://{urlsplit(str(done[0]['stored_url'])).netloc}"
+                      f"{where}: {len(done)} videos")  # fmt: skip
+        return all(r.get("stored_url") for r in done)
+    good = matching == len(done)
+    style = "green" if good else "red"
+    console.print(f"outputs stored in {where}: [{style}]{matching} of {len(done)} videos "
+                  "present with a matching SHA-256[/]")  # fmt: skip
+    return good
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _summary(console: Console, demo: list[DemoJob], records: dict[str, Any]) -> int:
     table = Table(title="headswap demo: outcomes")
     for column in ("job", "expected", "outcome", "detail"):
@@ -168,7 +210,8 @@ def _summary(console: Console, demo: list[DemoJob], records: dict[str, Any]) -> 
         else:
             record = records.get(item.job_id or "", {})
             outcome = record.get("state", "unknown")
-            detail = record.get("output_url") or record.get("reason") or ""
+            detail = record.get("stored_key") or record.get("output_url") or record.get(
+                "reason") or ""
             if record.get("field_errors"):
                 detail = "fields: " + ", ".join(record["field_errors"])
         good = outcome == item.expect
@@ -181,6 +224,8 @@ def _summary(console: Console, demo: list[DemoJob], records: dict[str, Any]) -> 
         for d in demo
     )
     console.print("totals: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str)))
+    ok &= _stored_summary(console, [records.get(d.job_id or "", {}) for d in demo
+                                     if d.local_errors is None])
     console.print(
         "[green]all jobs ended as expected[/]"
         if ok

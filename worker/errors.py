@@ -10,6 +10,9 @@
     ├── InFlightCapReached          HEADSWAP_MAX_IN_FLIGHT tasks are at Akool; wait, no retry spent
     ├── NonceReplayed               a webhook delivery that was already stored
     ├── DeadMessageRefused          a dead message that cannot be requeued (gone, truncated)
+    ├── StorageError                copying a finished video to durable storage failed
+    │   ├── StorageRetryable        for now: a cut download, a 5xx, a timeout, storage away
+    │   └── OutputGone              Akool's output URL refuses it (403/404/410): never retried
     └── AkoolError                  anything the Akool API did (code, msg, http_status)
         ├── AkoolRetryable          not executed: retry with backoff (honour retry_after)
         ├── AkoolAmbiguous          may have executed: never resubmit blindly
@@ -167,3 +170,36 @@ class AkoolAuthError(AkoolFatal):
 
 class AkoolNotFound(AkoolFatal):
     """1014: the id is unknown or belongs to another team."""
+
+
+class StorageError(HeadswapError):
+    """Copying a job's output to durable storage did not succeed. ``reason`` is the
+    metric label and the job's failure reason (no URL, no credential in it)."""
+
+    reason = "storage_error"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 http_status: int | None = None) -> None:
+        super().__init__(message)
+        if reason:
+            self.reason = reason
+        self.http_status = http_status
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a job record keeps about the failure."""
+        return {"error": type(self).__name__, "reason": self.reason,
+                "http_status": self.http_status, "message": str(self)}  # fmt: skip
+
+
+class StorageRetryable(StorageError):
+    """The copy may succeed later: the download was cut or timed out, Akool's CDN or the
+    storage answered 5xx, the storage could not be reached. Retried with backoff."""
+
+    reason = "storage_unavailable"
+
+
+class OutputGone(StorageError):
+    """Akool's output URL answers 403, 404 or 410 (``output_expired``; another 4xx is
+    ``output_refused``): the video cannot be had any more. Never retried."""
+
+    reason = "output_expired"

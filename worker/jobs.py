@@ -7,7 +7,9 @@
     │ enqueue                                                          (reject_queued)
     ▼
  queued ──▶ submitting ──▶ submitted ──▶ processing ──▶ succeeded / failed  (finish)
-    │ ▲ claim_for_submit │ record_created   start_processing
+    │ ▲ claim_for_submit │ record_created   start_processing  │
+    │ │                  │                   (status 3) ──▶ storing ──▶ succeeded (record_stored)
+    │ │                  │                       start_storing       └──▶ failed (fail)
     │ └────back_to_queue─┤ bind_by_webhook (a webhook names the task of an ambiguous create)
     │     wait_for_credits │ mark_ambiguous (stays submitting) → resubmit | fail
     ▼                      ▼
@@ -62,6 +64,11 @@ class Timings:
     resend_after: float = 300.0
     ambiguous_grace: float = 900.0
     nonce_ttl: int = 601
+    #: Akool's finished output is copied to durable storage before ``succeeded``.
+    store_outputs: bool = False
+    #: A job entering ``storing`` is on the ``store`` schedule this far out: the copy is
+    #: re-sent then if no attempt finished it (a lost message, a worker killed mid-copy).
+    store_lease: float = 935.0
 
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,8 +249,9 @@ class Jobs:
     def apply_remote_status(
         self, job_id: str, task: Task, *, source: str, nonce: str | None = None
     ) -> bool:
-        """Apply what Akool says about a task to its job. True when the job ended *now*
-        (the caller notifies). Safe to call twice with the same news (poller and webhook
+        """Apply what Akool says about a task to its job. True when the job ended *now*,
+        or entered ``storing`` now (the caller follows up: ``worker.storing.follow_up``
+        notifies or sends the copy). Safe to call twice with the same news (poller and webhook
         racing): the state machine refuses the second move. ``nonce`` (a webhook delivery)
         is recorded in the same step that stores the outcome, and refused if seen."""
         seal = (nonce, self.t.nonce_ttl) if nonce else None
@@ -253,6 +261,8 @@ class Jobs:
                 return False
             fields = {"output_url": task.output_url, "remote_status": task.status,
                       "source": source}  # fmt: skip
+            if self.t.store_outputs:
+                return self.start_storing(job_id, fields, nonce=seal)
             return self.finish(job_id, states.SUCCEEDED, fields, nonce=seal)
         if task.status == STATUS_FAILED:
             error = {"code": task.error_code, "msg": task.error_reason, "operation": "task"}
@@ -281,6 +291,25 @@ class Jobs:
         url = fields.get("output_url")
         event = {"reason": fields.get("reason"), "output_url": redact_url(url) if url else url}
         return _try(self.store, job_id, target, fields=dict(fields), event=event, nonce=nonce)
+
+    def start_storing(
+        self, job_id: str, fields: Mapping[str, Any], *, nonce: tuple[str, int] | None = None
+    ) -> bool:
+        """Akool finished: ``-> storing`` with its output URL, on the ``store`` schedule
+        (the lease). True when this call moved it (the caller sends the copy)."""
+        url = fields.get("output_url")
+        event = {"output_url": redact_url(url) if url else url}
+        return _try(self.store, job_id, states.STORING, fields=dict(fields), event=event,
+                    nonce=nonce, delays={"store": self.t.store_lease})  # fmt: skip
+
+    def record_stored(self, job_id: str, stored: Mapping[str, Any]) -> bool:
+        """``storing -> succeeded``: the output is under its final key, complete. The
+        event carries where (not the presigned URL: a credential). True when this call
+        ended the job (the caller notifies)."""
+        event = {"stored_url": redact_url(str(stored.get("stored_url") or "")),
+                 "stored_sha256": stored.get("stored_sha256")}  # fmt: skip
+        return _try(self.store, job_id, states.SUCCEEDED, fields=dict(stored), event=event,
+                    allowed=(states.STORING,))  # fmt: skip
 
     def count_not_found(self, job_id: str) -> int:
         """One more "Akool does not know this task" answer; the count so far."""

@@ -16,10 +16,11 @@ from config.settings import Settings
 from worker import breaker
 from worker.broker import misrouted
 from worker.broker.envelope import preview
-from worker.errors import DeadMessageRefused, TransitionRefused
+from worker.errors import DeadMessageRefused, StorageError, TransitionRefused
 from worker.jobs import message_from_record
 from worker.notify import notify_now
 from worker.runtime import Runtime
+from worker.storage import open_storage
 from worker.store import DeadMessages, StoreError, open_store
 
 
@@ -141,3 +142,18 @@ def delete_dead_message(dead: DeadMessages, entry_id: str) -> str:
     if not dead.delete(entry_id):
         raise DeadMessageRefused(f"no dead message {entry_id}")
     return f"{entry_id}: deleted"
+
+
+def stored_copy(settings: Settings, record: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``headswap status`` says of a job's stored video: where, size, checksum, and
+    whether a complete object is there now (asked of the storage), or None (no copy)."""
+    if not record.get("stored_key"):
+        return None
+    out = {"url": record.get("stored_url"), "size": record.get("stored_size"),
+           "sha256": record.get("stored_sha256")}  # fmt: skip
+    try:
+        found = open_storage(settings).find(str(record["stored_key"]))
+    except StorageError as exc:
+        return {**out, "present": None, "error": str(exc)}
+    out["present"] = found is not None and found.sha256 == record.get("stored_sha256")
+    return out

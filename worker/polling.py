@@ -17,7 +17,7 @@ from typing import Any
 
 from headswap_client import states
 
-from worker import analysis, metrics, tracing
+from worker import analysis, metrics, storing, tracing
 from worker.errors import AkoolError, AkoolFatal, AkoolNotFound
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -118,7 +118,7 @@ def _ask(rt: Runtime, job_id: str, record: dict[str, Any], due_at: float | None)
                                                 exc.retry_after))  # fmt: skip
         return
     if rt.jobs.apply_remote_status(job_id, task, source="poll"):
-        notify_now(rt, job_id)
+        storing.follow_up(rt, job_id)  # the copy of a finished output, or the notification
     else:  # "xx": a job that ended meanwhile has left the schedule and stays out
         _reschedule(rt, job_id, _interval(rt, record))
 

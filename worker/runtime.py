@@ -18,6 +18,7 @@ from worker.dispatch import Dispatcher
 from worker.jobs import Jobs, Timings
 from worker.limits import Rate, RateLimiter
 from worker.spool import Spool
+from worker.storage import Downloader, Storage, open_storage
 from worker.store import JobStore, MisroutedMessages, open_misrouted, open_store
 
 
@@ -33,6 +34,8 @@ class Runtime:
                 resend_after=settings.resend_after_seconds,
                 ambiguous_grace=settings.ambiguous_grace_seconds,
                 nonce_ttl=int(settings.webhook_max_skew_seconds * 2) + 1,
+                store_outputs=settings.stores_outputs,
+                store_lease=settings.storage_lease_seconds,
             ),
         )
         self.create_limiter = RateLimiter(
@@ -49,6 +52,8 @@ class Runtime:
         self.stopping = threading.Event()
         self._client: AkoolClient | None = None
         self._misrouted: MisroutedMessages | None = None
+        self._storage: Storage | None = None
+        self._downloader: Downloader | None = None
         self._lock = threading.Lock()
 
     @property
@@ -67,6 +72,26 @@ class Runtime:
                 if self._misrouted is None:
                     self._misrouted = open_misrouted(self.settings)
         return self._misrouted
+
+    @property
+    def storage(self) -> Storage:
+        """Where finished videos are copied (``HEADSWAP_STORAGE_URL``), built on first use."""
+        if self._storage is None:
+            with self._lock:
+                if self._storage is None:
+                    self._storage = open_storage(self.settings)
+        return self._storage
+
+    @property
+    def downloader(self) -> Downloader:
+        """The pooled HTTP session output copies read Akool's URLs with."""
+        if self._downloader is None:
+            with self._lock:
+                if self._downloader is None:
+                    s = self.settings
+                    self._downloader = Downloader(s.connect_timeout, s.read_timeout,
+                                                  s.http_pool_size)  # fmt: skip
+        return self._downloader
 
     def send(self, name: str, kwargs: Mapping[str, Any], queue: str | None = None) -> None:
         """Send a task by name with keyword arguments (our own queues)."""

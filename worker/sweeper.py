@@ -4,7 +4,8 @@
   whose wake-up time has come (a retry, a wait for credits, the in-flight cap or the
   create rate, or a lost message) gets its submit message sent again; the queued ->
   submitting lock makes a duplicate harmless. Likewise an HTTP callback whose next
-  attempt is due gets its ``headswap.deliver_callback`` (the callback lock, likewise).
+  attempt is due gets its ``headswap.deliver_callback`` (the callback lock, likewise), and
+  an output copy whose lease ran out gets its ``headswap.store_output`` (the job lock).
 - **outbox**: a terminal job whose notify has not completed a minute later is re-notified.
 - **stuck submissions**: a job in ``submitting`` longer than a create can take (the worker
   died between sending and recording) is marked ambiguous.
@@ -27,7 +28,7 @@ from typing import Any
 
 from headswap_client import states
 
-from worker import polling
+from worker import polling, storing
 from worker.broker import misrouted
 from worker.jobs import message_from_record
 from worker.metrics import MISROUTED_MESSAGES
@@ -54,9 +55,9 @@ def tick(rt: Runtime) -> int:
 
 
 def wake_due(rt: Runtime) -> int:
-    """Re-send the queued jobs whose wake-up time has come, and the HTTP callbacks whose
-    next attempt is due."""
-    return resend_due(rt) + resend_due_callbacks(rt)
+    """Re-send the queued jobs whose wake-up time has come, the HTTP callbacks whose
+    next attempt is due, and the output copies whose lease ran out."""
+    return resend_due(rt) + resend_due_callbacks(rt) + storing.resend_due(rt)
 
 
 def sweep(rt: Runtime) -> dict[str, int]:

@@ -46,7 +46,7 @@ from werkzeug.wrappers import Request, Response
 
 from config.logs import setup_logging
 from config.settings import Settings, get_settings
-from worker import metrics, tracing
+from worker import metrics, storing, tracing
 from worker.akool_types import STATUS_COMPLETED, STATUS_FAILED, Task
 from worker.dispatch import CeleryDispatcher, sender_app
 from worker.errors import AkoolError, AkoolNotFound, ConfigError, NonceReplayed
@@ -345,8 +345,8 @@ class WebhookApp:
         final = self.rt.jobs.apply_remote_status(job_id, task, source="webhook", nonce=nonce)
         if final:
             # The receiver process does not load the producers' signal receivers: notify
-            # where they live, in a worker.
-            self.rt.send("headswap.notify", {"job_id": job_id}, queue="headswap.notify")
+            # where they live, in a worker (or send the copy of a finished output).
+            storing.follow_up(self.rt, job_id, inline=False)
         else:
             self.rt.store.guards.use_nonce(nonce, self.rt.jobs.t.nonce_ttl)
         log.info("webhook applied", extra={"job_id": job_id, "remote_id": task.remote_id,

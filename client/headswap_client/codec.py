@@ -22,13 +22,14 @@ NUMERIC_FIELDS = (
     "not_found_count",
     "callback_attempts",
     "callback_last_status",
+    "stored_size",
 )
 JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 #: Bookkeeping kept on the record that producers never see: the fingerprint, and the
 #: job's trace context (W3C ``traceparent``; a callback carries it as a header).
 INTERNAL_FIELDS = ("fp", "traceparent")
 #: Flags read back as booleans (stored ``1``/``0``).
-BOOL_FIELDS = ("maybe_charged",)
+BOOL_FIELDS = ("maybe_charged", "stored_reused")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -14,6 +14,7 @@ slot and the Lua scripts stay legal there.
 ``{p}:inflight``                zset: job ids submitting, submitted or processing
 ``{p}:poll``                    zset: job ids (or ``a:<hash>`` analyses) by next poll time
 ``{p}:outbox``                  zset: terminal job ids whose notify has not completed
+``{p}:store``                   zset: ``storing`` job ids by when to (re)send their copy
 ``{p}:analysis:<hash>``         hash: the analysis of one source video URL
 ``{p}:analysis:<hash>:waiters`` set: queued job ids waiting for that analysis
 ``{p}:circuit:<name>``          string: end of a pause all workers respect (credits, akool)
@@ -42,7 +43,7 @@ from typing import Final
 #: The schedules, in the order the scripts receive them (KEYS[n..]); names as in
 #: :data:`headswap_client.states.SCHEDULE_HOLDS`.
 SCHEDULES: Final = (
-    "wakeup", "submitting", "ambiguous", "inflight", "poll", "outbox", "callback",
+    "wakeup", "submitting", "ambiguous", "inflight", "poll", "outbox", "callback", "store",
 )  # fmt: skip
 #: Poll-schedule members for analyses start with this (job ids cannot contain ':').
 ANALYSIS_MEMBER_PREFIX: Final = "a:"

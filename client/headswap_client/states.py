@@ -6,10 +6,14 @@
    enqueue ─────────────────────────────▶ rejected
       │
       ▼
-   queued ──▶ submitting ──▶ submitted ──▶ processing ──▶ succeeded
-      │  ◀──────┘ (not received: retry)       └────────▶ failed
-      ▼            └─────────────────────────────────────▶ failed
-   cancelled
+   queued ──▶ submitting ──▶ submitted ──▶ processing ──▶ storing ──▶ succeeded
+      │  ◀──────┘ (not received: retry)       └────────▶ failed  └──▶ failed
+      ▼            └─────────────────────────────────────▶ failed    (output_expired,
+   cancelled                                                          store_failed)
+
+``storing``: Akool finished (status 3) and the output is being copied to durable storage
+(``worker.storing``); ``succeeded`` comes with the stored copy. With storage off
+(``HEADSWAP_STORAGE_URL=none``) a finished task goes straight to ``succeeded``.
 
 A move not in :data:`ALLOWED` is refused by the store, atomically, so a redelivered message
 or a second poller can do no harm.
@@ -25,13 +29,15 @@ QUEUED: Final = "queued"
 SUBMITTING: Final = "submitting"
 SUBMITTED: Final = "submitted"
 PROCESSING: Final = "processing"
+STORING: Final = "storing"
 SUCCEEDED: Final = "succeeded"
 FAILED: Final = "failed"
 REJECTED: Final = "rejected"
 CANCELLED: Final = "cancelled"
 
 ALL_STATES: Final = (
-    QUEUED, SUBMITTING, SUBMITTED, PROCESSING, SUCCEEDED, FAILED, REJECTED, CANCELLED,
+    QUEUED, SUBMITTING, SUBMITTED, PROCESSING, STORING, SUCCEEDED, FAILED, REJECTED,
+    CANCELLED,
 )  # fmt: skip
 TERMINAL: Final = frozenset({SUCCEEDED, FAILED, REJECTED, CANCELLED})
 #: Jobs that have a task at Akool that we are following.
@@ -43,8 +49,9 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     SUBMITTING: frozenset({QUEUED}),  # the lock: only one worker makes this move
     SUBMITTED: frozenset({SUBMITTING}),
     PROCESSING: frozenset({SUBMITTED}),
-    SUCCEEDED: frozenset({SUBMITTED, PROCESSING}),
-    FAILED: frozenset({QUEUED, SUBMITTING, SUBMITTED, PROCESSING}),
+    STORING: frozenset({SUBMITTED, PROCESSING}),  # Akool finished; the copy is under way
+    SUCCEEDED: frozenset({SUBMITTED, PROCESSING, STORING}),
+    FAILED: frozenset({QUEUED, SUBMITTING, SUBMITTED, PROCESSING, STORING}),
     REJECTED: frozenset({QUEUED}),
     CANCELLED: frozenset({QUEUED}),
 }
@@ -71,6 +78,7 @@ SCHEDULE_HOLDS: Final[dict[str, frozenset[str]]] = {
     "poll": frozenset({SUBMITTED, PROCESSING}),  # next detail call of a remote task
     "outbox": TERMINAL,  # finished jobs whose notification has not completed
     "callback": TERMINAL,  # when to make the next attempt of an HTTP callback
+    "store": frozenset({STORING}),  # when to (re)send the copy of a finished output
 }
 
 #: Schedules a job joins on entering a state. The arrow may give a delay (seconds from
@@ -80,6 +88,7 @@ SCHEDULES_JOINED: Final[dict[str, tuple[str, ...]]] = {
     SUBMITTING: ("submitting", "inflight"),
     SUBMITTED: ("inflight", "poll"),
     PROCESSING: ("inflight", "poll"),
+    STORING: ("store",),
     **{state: ("outbox",) for state in TERMINAL},
 }
 

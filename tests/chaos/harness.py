@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from headswap_client import states
 
@@ -254,6 +255,7 @@ def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
     elapsed = time.monotonic() - started
     supervisor.join(10)
     result = _figures(sc, ids, messages, records, sb.stats(), elapsed, ctx.written_off)
+    result.update(stored_copies(st, records))
     result["supervisor_restarts"] = ctx.supervisor_restarts
     result["worker_exits"] = len(ctx.exits) + sum(
         1 for p in st.workers if p.poll() not in (None, 0) and p.pid not in ctx.by_fault)
@@ -298,6 +300,26 @@ def _submit_interleaved(producer: Any, st: Stack, messages: list[dict[str, Any]]
             st.redis.lpush(queue, entry)
         pushed = upto
     return ids
+
+
+def stored_copies(st: Stack, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Issue 15: every succeeded job has exactly one complete stored object — one file
+    named for it under the outputs directory, its SHA-256 the record's — and no part of
+    a killed copy sits under a final name."""
+    root = Path(urlsplit(st.env.get("HEADSWAP_STORAGE_URL", "")).path)
+    finals: Counter[str] = Counter(p.stem for p in root.rglob("*.mp4") if p.is_file())
+    problems = []
+    for job_id, record in records.items():
+        if record.get("state") != states.SUCCEEDED:
+            continue
+        path = Path(urlsplit(str(record.get("stored_url") or "")).path)
+        if finals[job_id] != 1:
+            problems.append(f"{job_id}: {finals[job_id]} stored objects")
+        elif not path.is_file() or hashlib.sha256(
+                path.read_bytes()).hexdigest() != record.get("stored_sha256"):
+            problems.append(f"{job_id}: stored object missing or its SHA-256 differs")
+    return {"stored_ok": sum(1 for r in records.values() if r.get("state") == "succeeded")
+            - len(problems), "stored_problems": problems[:10]}
 
 
 def _dead_figures(st: Stack, poison: list[tuple[str, bytes, str]],
@@ -512,6 +534,9 @@ def violations(result: dict[str, Any]) -> list[str]:
     if result["duplicate_creates"]:
         problems.append(f"{result['duplicate_creates']} duplicate creates")
     problems += result.get("target_misses", [])
+    if result.get("stored_problems") and "kill -9" in result["scenario"]:
+        problems.append(f"succeeded jobs without exactly one complete stored object: "
+                        f"{result['stored_problems']}")
     if "poison" in result:
         if result["worker_exits"] or result["supervisor_restarts"]:
             problems.append(f"{result['worker_exits']} workers exited on bad entries")

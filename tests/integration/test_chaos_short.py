@@ -37,5 +37,8 @@ def test_no_job_is_lost_or_created_twice_under_faults(scenario):
         assert result["dead_as_expected"]
         assert result["worker_exits"] == 0 and result["supervisor_restarts"] == 0
         assert result["succeeded"] == result["jobs"]
+    if "kill" in scenario.name:  # issue 15: a worker killed mid-copy leaves no partial
+        assert result["stored_problems"] == []  # object; every success has exactly one
+        assert result["stored_ok"] == result["succeeded"]
     if "kill" in scenario.name:
         assert any("kill -9" in line for line in result["faults"])

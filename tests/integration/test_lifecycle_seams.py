@@ -65,8 +65,10 @@ def analysed(rt: Runtime, video_url: str) -> None:
 
 
 def runtime(redis_server, sandbox, **env) -> Runtime:
+    # These seams end at succeeded in this process: no copy task runs here (storage has
+    # its own tests: test_outputs_stored.py).
     base = {"HEADSWAP_REDIS_URL": redis_server.url, "HEADSWAP_AKOOL_BASE_URL": sandbox.url,
-            "HEADSWAP_AKOOL_API_KEY": sandbox.api_key}
+            "HEADSWAP_AKOOL_API_KEY": sandbox.api_key, "HEADSWAP_STORAGE_URL": "none"}
     rt = Runtime(load_settings({**base, **env}), RecordingDispatcher())
     rt.sent = rt.dispatcher.sent
     return rt

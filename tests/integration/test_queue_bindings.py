@@ -15,6 +15,8 @@ from kombu import Connection, Exchange, Queue
 from config.celery import OBSOLETE_BINDINGS, QUEUES, ROUTES, celery_config
 from config.settings import load_settings
 
+#: The queues of the deployment that left the bindings (before headswap.store existed).
+OLD_QUEUES = ("headswap.submit", "headswap.poll", "headswap.notify")
 SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per priority step
 
@@ -85,7 +87,7 @@ def test_bindings_left_by_the_old_configuration_are_named_for_removal(app, redis
     """Given the bindings the old config made (every queue on exchange headswap.submit),
     when the pairs in OBSOLETE_BINDINGS are removed, one publish lands once."""
     with app.connection_for_write() as conn:
-        for name in QUEUES:  # as the old deployment left them
+        for name in OLD_QUEUES:  # as the old deployment left them
             Queue(name, Exchange("headswap.submit", type="direct"),
                   routing_key="headswap.submit").bind(conn.default_channel).declare()
         for key, member in OBSOLETE_BINDINGS:
@@ -106,7 +108,7 @@ def test_a_starting_worker_removes_the_bindings_the_old_configuration_left(redis
         old = Celery("old-deployment", set_as_current=False)
         old.config_from_object(celery_config(load_settings(stack.env)))
         with old.connection_for_write() as conn:
-            for name in QUEUES:  # as the old deployment left them
+            for name in OLD_QUEUES:  # as the old deployment left them
                 Queue(name, Exchange("headswap.submit", type="direct"),
                       routing_key="headswap.submit").bind(conn.default_channel).declare()
         planted = [(k, m) for k, m in OBSOLETE_BINDINGS if stack.redis.sismember(k, m)]

@@ -17,7 +17,8 @@ _redis = redis_client(get_settings())
 def _recorder(name: str) -> Any:
     def record(sender: Any, job: dict[str, Any] | None = None, **_: Any) -> None:
         job = job or {}
-        entry = {"signal": name, "job_id": job.get("job_id"), "state": job.get("state")}
+        entry = {"signal": name, "job_id": job.get("job_id"), "state": job.get("state"),
+                 "stored_url": job.get("stored_url"), "stored_sha256": job.get("stored_sha256")}
         _redis.rpush("test:signals", json.dumps(entry))
     return record
 

@@ -35,6 +35,8 @@ FAST = {
     "HEADSWAP_CONNECT_TIMEOUT": "2",
     "HEADSWAP_RETRY_BACKOFF_MAX_SECONDS": "2",
     "HEADSWAP_LOG_FORMAT": "json",
+    # a copy whose worker was killed is re-sent after 10 + 5 + 10 s (not 915 s)
+    "HEADSWAP_STORAGE_ATTEMPT_SECONDS": "10",
 }
 SIGNAL_RECORDER = "tests.support.signal_recorder"
 
@@ -98,6 +100,8 @@ def running_stack(redis_url: str, sandbox: Any, *, workers: int = 1, beats: int 
     # with every other stack of the machine (two test processes run at once).
     env.setdefault("HEADSWAP_SPOOL_DIR", str(workdir / "spool"))
     env.setdefault("HEADSWAP_HEARTBEAT_FILE", str(workdir / "heartbeat"))
+    # Finished videos are copied here (the local-directory target, the tests' default).
+    env.setdefault("HEADSWAP_STORAGE_URL", (workdir / "outputs").as_uri())
     if webhook_port:
         env.setdefault("HEADSWAP_WEBHOOK_PUBLIC_URL", f"http://127.0.0.1:{webhook_port}")
     stack = Stack(redis_url, env, workdir)

@@ -17,10 +17,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from worker.sandbox import outputs
 from worker.sandbox.engine import Engine, Envelope
 from worker.sandbox.faults import FaultDecision
 from worker.sandbox.knobs import KnobError
-from worker.sandbox.media import fake_mp4, tiny_png
+from worker.sandbox.media import tiny_png
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -198,9 +199,21 @@ class SandboxApp:
         return json_response(view)
 
     def _output(self, request: Request, task_id: str) -> Response:
-        if not self.engine.output_ready(task_id):
+        """A task's finished video, real MP4 bytes (:mod:`worker.sandbox.outputs`)."""
+        delivery = self.engine.output_delivery(task_id)
+        if delivery.latency > 0:
+            self._sleep(delivery.latency)
+        if delivery.status == 404:
             return Response("Not Found", status=404, mimetype="text/plain")
-        return Response(fake_mp4(task_id), mimetype="video/mp4")
+        if delivery.status in (403, 410):
+            return Response("Request has expired", status=delivery.status, mimetype="text/plain")
+        if delivery.status != 200:
+            return Response("Service Unavailable", status=delivery.status, mimetype="text/plain")
+        return Response(
+            outputs.body(task_id, delivery, self._sleep), mimetype="video/mp4",
+            headers={"Content-Length": str(outputs.output_size(task_id, delivery.size))},
+            direct_passthrough=True,
+        )  # fmt: skip
 
     def _preview(self, request: Request, analysis_id: str, obj_id: int) -> Response:
         if not self.engine.preview_exists(analysis_id, obj_id):

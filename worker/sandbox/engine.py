@@ -7,6 +7,7 @@ into responses. Per-request work is O(1) (dict lookups, a heap for concurrency);
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 import threading
@@ -21,6 +22,7 @@ from worker.sandbox.codes import Rejection, bad_param
 from worker.sandbox.faults import FaultDecision, FaultInjector, draw_span
 from worker.sandbox.ids import new_object_id
 from worker.sandbox.knobs import Knobs
+from worker.sandbox.outputs import Delivery
 from worker.sandbox.records import (
     COMPLETED,
     FAILED,
@@ -415,6 +417,30 @@ class Engine:
         with self._lock:
             task = self._tasks.get(task_id)
             return task is not None and task.status(self._clock()) == COMPLETED
+
+    def output_delivery(self, task_id: str) -> Delivery:
+        """How to answer a download of ``task_id``'s output now (the download knobs; a
+        cut or 5xx spends one of its count)."""
+        with self._lock:
+            now, k = self._clock(), self._knobs
+            task = self._tasks.get(task_id)
+            if task is None or task.status(now) != COMPLETED:
+                self._stats.output_downloads["not_found"] += 1
+                return Delivery(404)
+            if k.output_expiry and now > task.timeline.end + k.output_expiry:
+                self._stats.output_downloads["expired"] += 1
+                return Delivery(k.output_expired_status)
+            if k.output_5xx:
+                self._knobs = dataclasses.replace(k, output_5xx=k.output_5xx - 1)
+                self._stats.output_downloads["http_5xx"] += 1
+                return Delivery(503)
+            cut = None
+            if k.output_cuts:
+                self._knobs = dataclasses.replace(k, output_cuts=k.output_cuts - 1)
+                cut = k.output_cut_after
+            self._stats.output_downloads["cut" if cut is not None else "ok"] += 1
+            return Delivery(200, latency=draw_span(self._rng, k.output_latency),
+                            rate=k.output_rate, cut_after=cut, size=k.output_size)
 
     def preview_exists(self, analysis_id: str, obj_id: int) -> bool:
         """True when the analysis exists and has a person ``obj_id``."""

@@ -79,6 +79,13 @@ def _optional_count(name: str, value: object) -> int | None:
     return None if value is None else _count(name, value)
 
 
+def _expired_status(name: str, value: object) -> int:
+    status = _count(name, value)
+    if status not in (403, 410):
+        raise KnobError(f"{name}: must be 403 or 410, got {status}")
+    return status
+
+
 def _flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise KnobError(f"{name}: expected true or false, got {value!r}")
@@ -258,6 +265,21 @@ SPECS: dict[str, KnobSpec] = {
             _text_list,
             "comma-separated model names the account may use (default akool-premium)",
         ),
+        _spec("output_latency", _span, _text_span,
+              "seconds before an output download's first byte: N or MIN,MAX (default 0)"),
+        _spec("output_rate", _non_negative, _text_number,
+              "output download throughput in bytes per second (0 = unlimited)"),
+        _spec("output_size", _count, _text_int,
+              "pad every output MP4 to this many bytes (0 = the natural ~9 KB)"),
+        _spec("output_cuts", _count, _text_int,
+              "the next N output downloads are cut after output_cut_after bytes"),
+        _spec("output_cut_after", _count, _text_int,
+              "bytes sent before a cut download's connection drops (default 4096)"),
+        _spec("output_5xx", _count, _text_int, "the next N output downloads get HTTP 503"),
+        _spec("output_expiry", _non_negative, _text_number,
+              "an output URL expires this many seconds after its task completed (0 = never)"),
+        _spec("output_expired_status", _expired_status, _text_int,
+              "what an expired output URL answers: 403 (default) or 410"),
         _spec(
             "token_ttl",
             _positive,
@@ -295,6 +317,14 @@ class Knobs:
     require_analysis: bool = True
     allowed_models: tuple[str, ...] = ("akool-premium",)
     token_ttl: float = TOKEN_TTL_DEFAULT
+    output_latency: Span = (0.0, 0.0)
+    output_rate: float = 0.0
+    output_size: int = 0
+    output_cuts: int = 0
+    output_cut_after: int = 4096
+    output_5xx: int = 0
+    output_expiry: float = 0.0
+    output_expired_status: int = 403
 
     def updated(self, changes: Mapping[str, object]) -> Knobs:
         """A copy with ``changes`` applied; all are validated first (a bad one changes nothing)."""
@@ -311,7 +341,7 @@ class Knobs:
         out: dict[str, object] = {}
         for name in SPECS:
             value = getattr(self, name)
-            if name in {"processing_time", "analysis_time", "latency"}:
+            if name in {"processing_time", "analysis_time", "latency", "output_latency"}:
                 value = value[0] if value[0] == value[1] else [value[0], value[1]]
             elif isinstance(value, tuple):
                 value = list(value)

@@ -1,16 +1,9 @@
-"""Placeholder bytes served for outputs and previews (the sandbox renders nothing)."""
+"""Placeholder bytes served for previews (outputs are real MP4s: ``outputs.py``)."""
 
 from __future__ import annotations
 
 import struct
 import zlib
-
-
-def fake_mp4(task_id: str) -> bytes:
-    """A tiny ISO-BMFF-shaped file: an ``ftyp`` box and a ``free`` box naming the task."""
-    ftyp = b"ftypisom" + struct.pack(">I", 0x200) + b"isomiso2mp41"
-    free = b"free" + f"akool-sandbox output {task_id}".encode("ascii")
-    return struct.pack(">I", len(ftyp) + 4) + ftyp + struct.pack(">I", len(free) + 4) + free
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

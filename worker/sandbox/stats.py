@@ -32,6 +32,9 @@ class Stats:
     webhook_failures: int = 0
     webhooks_skipped: int = 0
     webhooks_disabled: int = 0
+    #: Output downloads by how they were answered (``ok``, ``cut``, ``http_5xx``,
+    #: ``expired``, ``not_found``).
+    output_downloads: Counter[str] = field(default_factory=Counter)
 
     def count_call(self, route: str) -> None:
         """Count one received API request (before any fault is applied)."""
@@ -68,6 +71,7 @@ class Stats:
                 "webhook_failures": self.webhook_failures,
                 "webhooks_skipped": self.webhooks_skipped,
                 "webhooks_disabled": self.webhooks_disabled,
+                "output_downloads": dict(self.output_downloads),
             }
         )
         return out
