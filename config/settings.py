@@ -21,6 +21,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from environs import EnvError, FileAwareEnv
 from headswap_client.redaction import redact_url as redact_url

@@ -32,6 +32,7 @@ DASHBOARD = MONITORING / "headswap-dashboard.json"
 RULE_TESTS = ROOT / "tests" / "monitoring" / "alerts.test.yaml"
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 METRICS_SOURCE = ROOT / "worker" / "metrics.py"
+STORAGE_METRICS_SOURCE = ROOT / "worker" / "storage" / "metrics.py"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "headswap-tests"
 
 #: What the issue asks the rules to cover, by alert name.
@@ -155,7 +156,9 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _defined_metrics() -> set[str]:
-    return set(re.findall(r"\"(headswap_[a-z0-9_]+)\"", METRICS_SOURCE.read_text("utf-8")))
+    sources = (METRICS_SOURCE, STORAGE_METRICS_SOURCE)
+    return {name for source in sources
+            for name in re.findall(r"\"(headswap_[a-z0-9_]+)\"", source.read_text("utf-8"))}
 
 
 def _metric_base(name: str) -> str:
