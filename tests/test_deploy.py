@@ -311,7 +311,8 @@ def test_constraints_pin_every_runtime_dependency() -> None:
             name, sep, version = line.partition("==")
             assert sep and version, f"{line!r}: constraints must be exact pins"
             pins[canonicalize_name(name)] = version
-    for spec in pyproject["project"]["dependencies"]:
+    extras = pyproject["project"]["optional-dependencies"]
+    for spec in [*pyproject["project"]["dependencies"], *extras["tracing"]]:
         req = Requirement(spec)
         name = canonicalize_name(req.name)
         assert name in pins, f"{req.name} is not pinned in deploy/constraints.txt"
