@@ -32,6 +32,7 @@ from typing import Any
 from headswap_client import states
 
 from config.celery import NOTIFY_QUEUE, STORE_QUEUE
+from worker import tracing
 from worker.errors import OutputGone, StorageError, StorageRetryable
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -93,7 +94,11 @@ def copy_output(rt: Runtime, job_id: str, attempt: int = 0) -> Outcome:
         return Outcome("busy")
     started = time.monotonic()
     try:
-        return _attempt(rt, record, attempt, started)
+        with tracing.job_span("headswap.store_output", record.get(tracing.RECORD_FIELD),
+                              job_id=job_id, attempt=attempt) as span:  # fmt: skip
+            outcome = _attempt(rt, record, attempt, started)
+            tracing.set_attributes(span, outcome=outcome.status)
+            return outcome
     finally:
         rt.store.guards.unlock("store", job_id, token)
 

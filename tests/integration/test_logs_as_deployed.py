@@ -97,10 +97,12 @@ def test_a_deployed_worker_and_beat_log_info_json_lines_naming_job_task_and_host
     assert line["task_name"] == "headswap.submit"
     assert re.fullmatch(r"[0-9a-f-]{36}", line["task_id"])
     assert line["hostname"] == node
-    # The poll that ended it was another task, named as such.
+    # The poll that saw Akool finish and the copy that ended it were other tasks, named.
+    seen = [x for x in lines if x.get("job_id") == job_id and x.get("state") == "storing"]
+    assert seen and seen[0]["task_name"] == "headswap.poll_batch"
     done = [x for x in lines if x.get("job_id") == job_id and x.get("state") == "succeeded"]
-    assert done and done[0]["task_name"] == "headswap.poll_batch"
-    assert done[0]["task_id"] != line["task_id"]
+    assert done and done[0]["task_name"] == "headswap.store_output"
+    assert len({line["task_id"], seen[0]["task_id"], done[0]["task_id"]}) == 3
     # Outside a task the worker's lines still carry its node name.
     assert any(x["msg"] == "worker shutting down" and x["hostname"] == node for x in lines)
     # Beat logs at INFO too (Celery would have reset it to WARNING), in the same form.

@@ -36,7 +36,7 @@ CALLBACK_ENV = {
 STEPS = (
     "headswap.producer.submit", "apply_async/headswap.submit", "run/headswap.submit",
     "headswap.submit", "akool.create_task", "headswap.poll", "akool.task_detail",
-    "headswap.notify", "apply_async/headswap.deliver_callback",
+    "headswap.store_output", "headswap.notify", "apply_async/headswap.deliver_callback",
     "run/headswap.deliver_callback", "headswap.callback",
 )  # fmt: skip
 
@@ -97,7 +97,7 @@ def test_one_job_is_one_connected_trace_from_submit_to_the_callback(
         port = free_port()
         env["HEADSWAP_SAFETY_NET_POLL_SECONDS"] = "300"
         steps = tuple(s for s in STEPS if s not in ("headswap.poll", "akool.task_detail"))
-        steps += ("headswap.webhook", "run/headswap.notify")
+        steps += ("headswap.webhook", "run/headswap.store_output")
     with running_stack(redis_server.url, sandbox, extra_env=env, webhook_port=port) as stack:
         job = {"video_url": "https://cdn.example.com/in/traced.mp4?duration=4",
                "mappings": [{"obj_id": 0, "img_url": "https://cdn.example.com/face.jpg"}],
@@ -146,11 +146,11 @@ def test_one_job_is_one_connected_trace_from_submit_to_the_callback(
     if followed_by == "polls":
         assert "headswap.poll" in ancestors(one("akool.task_detail"), by_id)
         assert one("headswap.poll")["service"] == "headswap-worker"
-    else:  # the receiver confirmed the final status with a detail call, sent notify
+    else:  # the receiver confirmed the final status with a detail call, sent the copy
         assert one("headswap.webhook")["service"] == "headswap-webhook"
         assert any(s["name"] == "GET" and "headswap.webhook" in ancestors(s, by_id)
                    for s in traced)  # fmt: skip
-        assert "headswap.webhook" in ancestors(one("run/headswap.notify"), by_id)
+        assert "headswap.webhook" in ancestors(one("run/headswap.store_output"), by_id)
     assert "headswap.notify" in ancestors(one("run/headswap.deliver_callback"), by_id)
     callback_post = [s for s in traced if s["name"] == "POST"
                      and "headswap.callback" in ancestors(s, by_id)]  # fmt: skip
