@@ -27,8 +27,8 @@ ROLES = ("worker", "beat", "webhook", "sandbox", "redis", "producer")
 def write_markdown(results: Mapping[str, Any], path: Path, png_name: str) -> None:
     parts = [header(results), targets(results), throughput(results, png_name),
              where_time_goes(results), poll_timing(results), throughput_slow(results),
-             schedule(results), rate_limit(results), findings(results), settings(results),
-             reproducing()]
+             schedule(results), rate_limit(results), copy_memory(results), findings(results),
+             settings(results), reproducing()]
     path.write_text("\n\n".join(p.strip() for p in parts if p).rstrip() + "\n")
 
 
@@ -468,6 +468,24 @@ received give the rate Akool saw. Achieved rate = (grants − burst) / (last −
 {md_table(["measured on", "target/s", "grants", "achieved/s", "error %", "most in any 1 s"],
           rows)}"""
 
+
+
+def copy_memory(results: Mapping[str, Any]) -> str:
+    cm = results.get("copy_memory")
+    if not cm:
+        return ""
+    rows = [(f"{cm['file_bytes']:,}", f"{cm['copy_buffer_bytes']:,}", cm["factor"],
+             f"{cm['python_peak_bytes']:,}", fmt(cm["peak_over_buffer"], 2),
+             f"{cm['rss_growth_bytes']:,}", fmt(cm["mb_per_s"], 1),
+             "yes" if cm["sha256_ok"] else "NO", "yes" if cm["bounded"] else "NO")]
+    return f"""## 5. Output copy memory
+
+One copy of a finished video (`worker/storing.py`'s code: the sandbox's output URL over
+HTTP, streamed through `HashingReader` into the local target) of a file {cm['factor']}× the
+copy buffer. Bounded means a Python peak under 8 buffers, whatever the file's size.
+
+{md_table(["file bytes", "buffer bytes", "×", "Python peak bytes", "peak / buffer",
+           "RSS growth bytes", "MB/s", "SHA-256 ok", "bounded"], rows)}"""
 
 FINDINGS: list[tuple[str, str, str]] = [
     ("1", "The notify task (`worker/polling.py`, `_finish`)",
