@@ -452,3 +452,29 @@ def test_concurrent_creates_are_all_counted(sandbox: SandboxProcess) -> None:
     stats = sandbox.stats()
     assert stats["creates"] == 120 and stats["duplicate_creates"] == 0
     assert len(stats["creates_by_job"]) == 120 and stats["tasks"] == 120
+
+
+def test_outputs_are_real_videos_ffmpeg_can_decode(sandbox: SandboxProcess,
+                                                   tmp_path: Any) -> None:
+    """The output a copy stores is a real MP4 (issue 15): ffmpeg (imageio-ffmpeg's binary)
+    decodes every frame of it, video and sound, without an error; two tasks' files differ."""
+    import subprocess
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    sandbox.config(processing_time=0.0)
+    digests = set()
+    for n in range(2):
+        url = f"{VIDEO}?duration=4&n={n}"
+        sandbox.analyze(url)
+        task_id = create(sandbox, create_body(url))["data"]["_id"]
+        output = requests.get(sandbox.wait_task(task_id)["video_url"], timeout=5)
+        path = tmp_path / f"{n}.mp4"
+        path.write_bytes(output.content)
+        digests.add(hashlib.sha256(output.content).hexdigest())
+        run = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path),
+                              "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0 and run.stderr == "", run.stderr
+        probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path)],
+                               capture_output=True, text=True, timeout=60)
+        assert "Video: h264" in probe.stderr and "Audio: aac" in probe.stderr, probe.stderr
+    assert len(digests) == 2
