@@ -260,16 +260,17 @@ class JobStore(ClientStore):
         """``(epoch, lost)``: :meth:`epoch`, and whether it was missing while jobs were
         still on the schedules — a Redis that evicted or lost part of our data (a whole
         wipe shows as a changed epoch to a process that knew the old one)."""
+        # One snapshot (MULTI/EXEC): read apart, a first job created between the epoch read
+        # (missing) and the schedules (not empty) looked like lost data.
         pipe = self._redis.pipeline(transaction=True)
         pipe.time()
         pipe.get(self.keys.epoch)
-        (secs, micros), current = pipe.execute()
-        if current is not None:
-            return float(current), False
-        pipe = self._redis.pipeline(transaction=False)
         for name in ("inflight", "poll", "wakeup", "outbox"):
             pipe.zcard(self.keys.schedule(name))
-        jobs_known = any(int(n) for n in pipe.execute())
+        (secs, micros), current, *sizes = pipe.execute()
+        if current is not None:
+            return float(current), False
+        jobs_known = any(int(n) for n in sizes)
         stamp = f"{secs + micros / 1_000_000:.3f}"
         self._redis.set(self.keys.epoch, stamp, nx=True)
         return float(cast(str, self._redis.get(self.keys.epoch)) or stamp), jobs_known
