@@ -31,36 +31,35 @@ CLIENT_OPTIONS: dict[str, Any] = {
 SENTINEL_OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
 
 
-def redis_client(settings: ClientSettings) -> redis.Redis:
-    """A decoding Redis client for the store."""
-    if settings.redis_url.startswith("sentinel://"):
-        where = sentinel_of(settings.redis_url)
+def open_redis(url: str, ca_file: str | None = None, *, decode: bool = True,
+               retry: Retry = BLIP_RETRY,
+               options: dict[str, Any] | None = None) -> redis.Redis:  # fmt: skip
+    """A Redis client for any of the URL forms (the workers open theirs with it too)."""
+    options = CLIENT_OPTIONS if options is None else options
+    if url.startswith("sentinel://"):
+        where = sentinel_of(url)
         sentinels = Sentinel(
             list(where.sentinels), sentinel_kwargs=SENTINEL_OPTIONS)
         master: redis.Redis = sentinels.master_for(
             where.master, redis_class=redis.Redis, db=where.db, username=where.username,
-            password=where.password, decode_responses=True, retry=BLIP_RETRY,
-            **CLIENT_OPTIONS,
+            password=where.password, decode_responses=decode, retry=retry, **options,
         )  # fmt: skip
         return master
     tls: dict[str, Any] = {}
-    if settings.redis_url.startswith("rediss://"):
-        tls = {"ssl_cert_reqs": "required", "ssl_ca_certs": settings.redis_ca_file or None}
-    return redis.Redis.from_url(
-        settings.redis_url, **tls, decode_responses=True, retry=BLIP_RETRY, **CLIENT_OPTIONS
-    )
+    if url.startswith("rediss://"):
+        tls = {"ssl_cert_reqs": "required", "ssl_ca_certs": ca_file or None}
+    return redis.Redis.from_url(url, **tls, decode_responses=decode, retry=retry, **options)
+
+
+def redis_client(settings: ClientSettings) -> redis.Redis:
+    """A decoding Redis client for the store."""
+    return open_redis(settings.redis_url, settings.redis_ca_file)
 
 
 def broker_connection(settings: ClientSettings) -> Connection:
     """A kombu connection to the workers' broker (kombu's own Redis transport: a sender
     needs nothing of the workers' screening transport)."""
-    options: dict[str, Any] = {
-        "socket_timeout": 10,
-        "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-        "health_check_interval": 25,
-        "retry_on_timeout": True,
-    }
+    options: dict[str, Any] = {**CLIENT_OPTIONS, "retry_on_timeout": True}
     url = settings.redis_url
     if url.startswith("sentinel://"):
         where = sentinel_of(url)
