@@ -9,8 +9,8 @@ and a ``requests.Session`` are safe to share.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from config.settings import Settings
 from worker.akool import AkoolClient
@@ -20,6 +20,8 @@ from worker.limits import Rate, RateLimiter
 from worker.spool import Spool
 from worker.storage import Downloader, Storage, open_storage
 from worker.store import JobStore, MisroutedMessages, open_misrouted, open_store
+
+T = TypeVar("T")
 
 
 class Runtime:
@@ -56,42 +58,38 @@ class Runtime:
         self._downloader: Downloader | None = None
         self._lock = threading.Lock()
 
+    def _once(self, attr: str, build: Callable[[], T]) -> T:
+        """The value of ``attr``, built by ``build`` on first use (once, under the lock:
+        threads share the runtime)."""
+        value = getattr(self, attr)
+        if value is None:
+            with self._lock:
+                value = getattr(self, attr)
+                if value is None:
+                    value = build()
+                    setattr(self, attr, value)
+        return cast(T, value)
+
     @property
     def akool(self) -> AkoolClient:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = AkoolClient.from_settings(self.settings)
-        return self._client
+        return self._once("_client", lambda: AkoolClient.from_settings(self.settings))
 
     @property
     def misrouted(self) -> MisroutedMessages:
         """Our messages in Celery's default queue (a bytes client, opened on first use)."""
-        if self._misrouted is None:
-            with self._lock:
-                if self._misrouted is None:
-                    self._misrouted = open_misrouted(self.settings)
-        return self._misrouted
+        return self._once("_misrouted", lambda: open_misrouted(self.settings))
 
     @property
     def storage(self) -> Storage:
         """Where finished videos are copied (``HEADSWAP_STORAGE_URL``), built on first use."""
-        if self._storage is None:
-            with self._lock:
-                if self._storage is None:
-                    self._storage = open_storage(self.settings)
-        return self._storage
+        return self._once("_storage", lambda: open_storage(self.settings))
 
     @property
     def downloader(self) -> Downloader:
         """The pooled HTTP session output copies read Akool's URLs with."""
-        if self._downloader is None:
-            with self._lock:
-                if self._downloader is None:
-                    s = self.settings
-                    self._downloader = Downloader(s.connect_timeout, s.read_timeout,
-                                                  s.http_pool_size)  # fmt: skip
-        return self._downloader
+        s = self.settings
+        return self._once("_downloader", lambda: Downloader(
+            s.connect_timeout, s.read_timeout, s.http_pool_size))
 
     def send(self, name: str, kwargs: Mapping[str, Any], queue: str | None = None) -> None:
         """Send a task by name with keyword arguments (our own queues)."""
