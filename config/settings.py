@@ -31,6 +31,7 @@ from headswap_client.sentinel import sentinel_of as sentinel_of
 from marshmallow import ValidationError
 from marshmallow.validate import OneOf, Range
 
+from config.producers import Policies, PolicyError, parse_policies
 from worker.errors import ConfigError
 
 PREFIX = "HEADSWAP_"
@@ -178,6 +179,15 @@ class Settings:
     rate_burst: int = 1
     #: HEADSWAP_MAX_IN_FLIGHT: tasks at Akool (submitting..processing) at once (0 = no cap).
     max_in_flight: int = 0
+    #: HEADSWAP_ADMISSION: ``fair`` (producers share the account by weight and priority,
+    #: ``worker.admission``) or ``fifo`` (one first-come line, the behaviour before).
+    admission: str = "fair"
+    #: HEADSWAP_PRODUCER_POLICY (or ``_FILE``): per-producer weight, in-flight cap, rate
+    #: share, daily budget (``config.producers``).
+    producer_policy: Policies = field(default_factory=Policies)
+    #: HEADSWAP_COST_ESTIMATE_CREDITS: what a create is assumed to cost against a budget
+    #: until the producer's first charge of the day is known.
+    cost_estimate_credits: float = 1.0
 
     #: HEADSWAP_NOTIFY_GRACE_SECONDS: a terminal job not notified after this is re-notified.
     notify_grace_seconds: float = 60.0
@@ -426,6 +436,17 @@ def _replaced_by_callback_secrets(value: str) -> None:
         )
 
 
+def _policy_parses(value: str) -> None:
+    try:
+        parse_policies(value)
+    except PolicyError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _producer_policy(value: str | None) -> Policies:
+    return parse_policies(value) if value else Policies()
+
+
 def _callback_secrets(value: str | None, _old: str | None) -> tuple[Secret, ...]:
     """The secrets in order, each once."""
     return tuple(Secret(item) for item in dict.fromkeys(_secret_items(value)))
@@ -509,6 +530,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "detail_rate": env.float("DETAIL_RATE", d.detail_rate, validate=Range(0)),
         "rate_burst": env.int("RATE_BURST", d.rate_burst, validate=Range(1, 10_000)),
         "max_in_flight": env.int("MAX_IN_FLIGHT", d.max_in_flight, validate=Range(0)),
+        "admission": env.str("ADMISSION", d.admission, validate=OneOf(["fair", "fifo"])),
+        "producer_policy": _producer_policy(env.str("PRODUCER_POLICY", "",
+                                                    validate=_policy_parses)),
+        "cost_estimate_credits": env.float(
+            "COST_ESTIMATE_CREDITS", d.cost_estimate_credits, validate=Range(0)
+        ),
         "notify_grace_seconds": env.float(
             "NOTIFY_GRACE_SECONDS", d.notify_grace_seconds, validate=_POSITIVE
         ),

@@ -55,6 +55,12 @@ def _float(data: dict[str, Any], key: str) -> float | None:
         return None
 
 
+def _credits(data: dict[str, Any], key: str) -> float | None:
+    """A charge: a finite number >= 0, else unknown (None)."""
+    value = _float(data, key)
+    return value if value is not None and 0 <= value < float("inf") else None
+
+
 @dataclass(frozen=True)
 class Mapping:
     obj_id: int
@@ -149,6 +155,15 @@ class Task:
     error_reason: str | None = None
     internal_task_id: str | None = None
     file_name: str | None = None
+    #: Credits held at create (``deduction_lock_duration``), and the final charge when a
+    #: response reports one (``deduction_credit``, v5-style; the sandbox reports it).
+    charge_hold: float | None = None
+    final_charge: float | None = None
+
+    @property
+    def charge(self) -> float | None:
+        """What this response says the task costs: the final charge, else the hold."""
+        return self.final_charge if self.final_charge is not None else self.charge_hold
 
     @property
     def is_final(self) -> bool:
@@ -167,4 +182,6 @@ class Task:
             error_reason=_str(data, "error_reason"),
             internal_task_id=_str(data, "task_id"),
             file_name=_str(data, "file_name"),
+            charge_hold=_credits(data, "deduction_lock_duration"),
+            final_charge=_credits(data, "deduction_credit"),
         )

@@ -164,8 +164,61 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    Console().print(_stats_table(figures))
+    console = Console()
+    console.print(_stats_table(figures))
+    if figures["producers"]:
+        console.print(_producers_table(figures["producers"]))
     return 0
+
+
+def _producers_table(producers: dict[str, dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="producers (today, UTC)")
+    for name in ("producer", "waiting", "admitted", "in flight", "weight", "own cap",
+                 "jobs", "credits", "budget"):  # fmt: skip
+        table.add_column(name, justify="left" if name == "producer" else "right")
+    for name, p in producers.items():
+        budget = f"{p['daily_budget']:g}" if p["daily_budget"] else "-"
+        if p["budget_held"]:
+            budget = f"[red]{budget} held[/red]"
+        table.add_row(name, str(p["waiting"]), str(p["admitted"]), str(p["in_flight"]),
+                      f"{p['weight']:g}", str(p["max_in_flight"] or "-"),
+                      str(p["jobs_today"]), f"{p['credits_today']:g}", budget)  # fmt: skip
+    return table
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    from worker import ledger
+
+    fields, now = _runtime().store.ledger()
+    rows = ledger.costs(fields, now, days=args.days, producer=args.producer)
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], sort_keys=True))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"credits charged, last {args.days} day(s), UTC")
+    for name in ("day", "producer", "jobs", "credits", "budget held at"):
+        table.add_column(name, justify="left" if name in ("day", "producer") else "right")
+    for row in rows:
+        held = ledger_time(row.held_at) if row.held_at else ""
+        table.add_row(row.day, row.producer, str(row.jobs), f"{row.credits:g}", held)
+    totals: dict[str, tuple[int, float]] = {}
+    for row in rows:
+        jobs, credits = totals.get(row.producer, (0, 0.0))
+        totals[row.producer] = (jobs + row.jobs, credits + row.credits)
+    for producer, (jobs, credits) in sorted(totals.items()):
+        table.add_row("[bold]total[/bold]", producer, str(jobs), f"{credits:g}", "")
+    Console().print(table)
+    return 0
+
+
+def ledger_time(at: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%S")
 
 
 def _stats_table(figures: dict[str, Any]) -> Any:
@@ -186,6 +239,9 @@ def _stats_table(figures: dict[str, Any]) -> Any:
         table.add_row(f"failed: {reason}", str(count))
     for risk, text in figures.get("redis_risks", {}).items():
         table.add_row(f"[red]redis {risk} risk[/red]", text)
+    table.add_row("admission", f"{figures['admission']} "
+                  f"({figures['waiting_for_admission']} waiting, "
+                  f"{figures['admission_rate_per_s']}/s admitted)")
     if figures.get("misrouted_waiting") or figures.get("misrouted_moved"):
         table.add_row("[yellow]sent without queue= (in 'celery' now / moved)[/yellow]",
                       f"{figures['misrouted_waiting']} / {figures['misrouted_moved']}")
@@ -337,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--window", type=float, default=300.0, help="seconds of events to count")
     st.add_argument("--json", action="store_true")
     st.set_defaults(handler=cmd_stats)
+    co = sub.add_parser("costs", help="credits Akool charged, per producer and UTC day")
+    co.add_argument("--producer", help="only this producer")
+    co.add_argument("--days", type=int, default=7, help="days back, today included")
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(handler=cmd_costs)
 
     wa = sub.add_parser("watch", help="live view of jobs by state (Ctrl-C to stop)")
     wa.add_argument("--window", type=float, default=60.0)

@@ -25,8 +25,8 @@ machine refuses returns False (or raises, where the caller must know why).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from headswap_client import states
@@ -69,6 +69,8 @@ class Timings:
     #: A job entering ``storing`` is on the ``store`` schedule this far out: the copy is
     #: re-sent then if no attempt finished it (a lost message, a worker killed mid-copy).
     store_lease: float = 935.0
+    #: The metric label of a producer (``config.producers.Policies.label``: bounded).
+    producer_label: Callable[[str], str] = field(default=lambda name: name)
 
 
 def public_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,10 +91,12 @@ def message_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _moved(job_id: str, target: str, moved: Moved, fields: Mapping[str, Any]) -> None:
-    TRANSITIONS.labels(target).inc()
+def _moved(jobs: Jobs, job_id: str, target: str, moved: Moved,
+           fields: Mapping[str, Any]) -> None:  # fmt: skip
+    producer = jobs.t.producer_label(moved.producer)
+    TRANSITIONS.labels(target, producer).inc()
     if target == states.FAILED:
-        FAILURES.labels(str(fields.get("reason") or "unknown")).inc()
+        FAILURES.labels(str(fields.get("reason") or "unknown"), producer).inc()
     log.info(
         "job %s -> %s",
         moved.previous,
@@ -102,16 +106,16 @@ def _moved(job_id: str, target: str, moved: Moved, fields: Mapping[str, Any]) ->
     )  # fmt: skip
 
 
-def _move(store: JobStore, job_id: str, target: str, **kw: Any) -> Moved:
-    moved = store.transition(job_id, target, **kw)
-    _moved(job_id, target, moved, kw.get("fields") or {})
+def _move(jobs: Jobs, job_id: str, target: str, **kw: Any) -> Moved:
+    moved = jobs.store.transition(job_id, target, **kw)
+    _moved(jobs, job_id, target, moved, kw.get("fields") or {})
     return moved
 
 
-def _try(store: JobStore, job_id: str, target: str, **kw: Any) -> bool:
+def _try(jobs: Jobs, job_id: str, target: str, **kw: Any) -> bool:
     """The move, or False when the state machine refuses it (someone was first)."""
     try:
-        _move(store, job_id, target, **kw)
+        _move(jobs, job_id, target, **kw)
     except TransitionRefused:
         return False
     return True
@@ -161,7 +165,8 @@ class Jobs:
         )
         if created.status != "created":
             return False
-        TRANSITIONS.labels(states.REJECTED).inc()
+        producer = self.t.producer_label(str(kept.get("producer") or "default"))
+        TRANSITIONS.labels(states.REJECTED, producer).inc()
         log.info("job rejected", extra={"job_id": job_id, "fields": sorted(kept.get(
             "field_errors") or {})})  # fmt: skip
         return True
@@ -172,7 +177,7 @@ class Jobs:
         TransitionRefused (another worker has it) or InFlightCapReached, and
         ReplicationLag when replicas are required and too few acknowledged the lock in
         time (a failover could forget it and hand the job to a second create)."""
-        return _move(self.store, job_id, states.SUBMITTING, fields={"attempts": attempts},
+        return _move(self, job_id, states.SUBMITTING, fields={"attempts": attempts},
                      cap=cap, replicated=True)  # fmt: skip
 
     def record_created(self, job_id: str, task: Task, first_poll_in: float) -> bool:
@@ -180,28 +185,30 @@ class Jobs:
         the job first (the create answered after it)."""
         fields = {"remote_id": task.remote_id, "remote_status": task.status,
                   "video_duration": task.video_duration, "ambiguous_at": None}  # fmt: skip
-        return _try(self.store, job_id, states.SUBMITTED, fields=fields,
-                    delays={"poll": first_poll_in},
-                    event={"remote_id": task.remote_id})  # fmt: skip
+        return _try(self, job_id, states.SUBMITTED, fields=fields,
+                    delays={"poll": first_poll_in}, event={"remote_id": task.remote_id},
+                    charge=task.charge, charge_final=task.final_charge is not None)  # fmt: skip
 
     def bind_by_webhook(self, job_id: str, remote_id: str, safety_net: float) -> bool:
         """``submitting -> submitted`` from a webhook naming our job id: the create (maybe
         ambiguous) did happen. The task is then followed like any other."""
         fields = {"remote_id": remote_id, "ambiguous_at": None, "bound_by": "webhook"}
-        return _try(self.store, job_id, states.SUBMITTED, fields=fields,
+        return _try(self, job_id, states.SUBMITTED, fields=fields,
                     delays={"poll": safety_net},
                     event={"remote_id": remote_id, "reason": "bound_by_webhook"})  # fmt: skip
 
-    def revive(self, job_id: str, remote_id: str, first_poll_in: float) -> bool:
+    def revive(self, job_id: str, remote_id: str, first_poll_in: float,
+               charge: float | None = None) -> bool:  # fmt: skip
         """``failed -> submitted`` for a job failed as ``ambiguous_submission`` whose task
         turned out to exist (Akool created and charged it): it is followed to its real end
         instead of staying a paid failure. The caller checked the reason (a terminal
         record does not change); True when this call revived it."""
         fields = {"remote_id": remote_id, "reason": None, "error": None, "ambiguous_at": None,
                   "maybe_charged": None, "revived_from": states.REVIVABLE_REASON}  # fmt: skip
-        revived = _try(self.store, job_id, states.SUBMITTED, fields=fields,
+        revived = _try(self, job_id, states.SUBMITTED, fields=fields,
                        allowed=states.REVIVABLE, delays={"poll": first_poll_in},
-                       event={"remote_id": remote_id, "reason": "revived"})  # fmt: skip
+                       event={"remote_id": remote_id, "reason": "revived"},
+                       charge=charge)  # fmt: skip
         if revived:
             log.warning("a job failed as ambiguous is followed again: its task exists",
                         extra={"job_id": job_id, "remote_id": remote_id})
@@ -213,14 +220,14 @@ class Jobs:
         """``submitting -> queued``: the create surely did not run; the wake-up re-sends
         the job in ``retry_in`` (server clock). The first such failure is stamped
         (``retrying_since``): the retry budget is time from there."""
-        return _try(self.store, job_id, states.QUEUED, fields={"error": dict(error)},
+        return _try(self, job_id, states.QUEUED, fields={"error": dict(error)},
                     delays={"wakeup": retry_in}, stamp_once=("retrying_since",),
                     event={"reason": reason})  # fmt: skip
 
     def wait_for_credits(self, job_id: str, error: Mapping[str, Any], wake_in: float) -> bool:
         """``submitting -> queued`` on 1104: the job waits for credits; the first such wait
         is stamped (``credits_wait_since``) so the wait is bounded."""
-        return _try(self.store, job_id, states.QUEUED, fields={"error": dict(error)},
+        return _try(self, job_id, states.QUEUED, fields={"error": dict(error)},
                     delays={"wakeup": wake_in}, stamp_once=("credits_wait_since",),
                     event={"reason": "insufficient_credits"})  # fmt: skip
 
@@ -242,7 +249,7 @@ class Jobs:
 
     def resubmit(self, job_id: str, reason: str = "resubmit") -> bool:
         """``submitting -> queued`` for an ambiguous create, by policy or by an operator."""
-        return _try(self.store, job_id, states.QUEUED, fields={"ambiguous_at": None},
+        return _try(self, job_id, states.QUEUED, fields={"ambiguous_at": None},
                     delays={"wakeup": self.t.resend_after}, event={"reason": reason})  # fmt: skip
 
     # --- following the remote task ------------------------------------------------------
@@ -255,6 +262,8 @@ class Jobs:
         racing): the state machine refuses the second move. ``nonce`` (a webhook delivery)
         is recorded in the same step that stores the outcome, and refused if seen."""
         seal = (nonce, self.t.nonce_ttl) if nonce else None
+        cost: dict[str, Any] = {"charge": task.charge,
+                                "charge_final": task.final_charge is not None}  # fmt: skip
         if task.status == STATUS_COMPLETED:
             if not task.output_url:
                 log.error("completed task without output url", extra={"job_id": job_id})
@@ -262,15 +271,15 @@ class Jobs:
             fields = {"output_url": task.output_url, "remote_status": task.status,
                       "source": source}  # fmt: skip
             if self.t.store_outputs:
-                return self.start_storing(job_id, fields, nonce=seal)
-            return self.finish(job_id, states.SUCCEEDED, fields, nonce=seal)
+                return self.start_storing(job_id, fields, nonce=seal, **cost)
+            return self.finish(job_id, states.SUCCEEDED, fields, nonce=seal, **cost)
         if task.status == STATUS_FAILED:
             error = {"code": task.error_code, "msg": task.error_reason, "operation": "task"}
             fields = {"reason": "akool_failed", "error": error, "remote_status": task.status,
                       "source": source}  # fmt: skip
-            return self.finish(job_id, states.FAILED, fields, nonce=seal)
+            return self.finish(job_id, states.FAILED, fields, nonce=seal, **cost)
         if task.status == STATUS_PROCESSING:
-            _try(self.store, job_id, states.PROCESSING, nonce=seal,
+            _try(self, job_id, states.PROCESSING, nonce=seal, **cost,
                  fields={"remote_status": task.status, "progress": task.progress})  # fmt: skip
             return False
         if task.progress is not None:
@@ -284,23 +293,30 @@ class Jobs:
         fields: Mapping[str, Any],
         *,
         nonce: tuple[str, int] | None = None,
+        charge: float | None = None,
+        charge_final: bool = False,
     ) -> bool:
-        """A followed task ended: ``succeeded`` or ``failed``. True when this call ended it."""
+        """A followed task ended: ``succeeded`` or ``failed``. True when this call ended it.
+        ``charge``: what Akool says the task cost (recorded once; a final charge replaces
+        a hold)."""
         # The stream is read by many: its copy of the URL is redacted (a presigned output
         # URL is a credential); the record keeps it whole for get(), signals and callbacks.
         url = fields.get("output_url")
         event = {"reason": fields.get("reason"), "output_url": redact_url(url) if url else url}
-        return _try(self.store, job_id, target, fields=dict(fields), event=event, nonce=nonce)
+        return _try(self, job_id, target, fields=dict(fields), event=event, nonce=nonce,
+                    charge=charge, charge_final=charge_final)  # fmt: skip
 
     def start_storing(
-        self, job_id: str, fields: Mapping[str, Any], *, nonce: tuple[str, int] | None = None
+        self, job_id: str, fields: Mapping[str, Any], *, nonce: tuple[str, int] | None = None,
+        charge: float | None = None, charge_final: bool = False,
     ) -> bool:
         """Akool finished: ``-> storing`` with its output URL, on the ``store`` schedule
         (the lease). True when this call moved it (the caller sends the copy)."""
         url = fields.get("output_url")
         event = {"output_url": redact_url(url) if url else url}
-        return _try(self.store, job_id, states.STORING, fields=dict(fields), event=event,
-                    nonce=nonce, delays={"store": self.t.store_lease})  # fmt: skip
+        return _try(self, job_id, states.STORING, fields=dict(fields), event=event,
+                    nonce=nonce, delays={"store": self.t.store_lease}, charge=charge,
+                    charge_final=charge_final)  # fmt: skip
 
     def record_stored(self, job_id: str, stored: Mapping[str, Any]) -> bool:
         """``storing -> succeeded``: the output is under its final key, complete. The
@@ -308,7 +324,7 @@ class Jobs:
         ended the job (the caller notifies)."""
         event = {"stored_url": redact_url(str(stored.get("stored_url") or "")),
                  "stored_sha256": stored.get("stored_sha256")}  # fmt: skip
-        return _try(self.store, job_id, states.SUCCEEDED, fields=dict(stored), event=event,
+        return _try(self, job_id, states.SUCCEEDED, fields=dict(stored), event=event,
                     allowed=(states.STORING,))  # fmt: skip
 
     def count_not_found(self, job_id: str) -> int:
@@ -333,7 +349,7 @@ class Jobs:
         if maybe_charged:
             fields["maybe_charged"] = True
             event["maybe_charged"] = "true"
-        ended = _try(self.store, job_id, states.FAILED, fields=fields, event=event)
+        ended = _try(self, job_id, states.FAILED, fields=fields, event=event)
         if ended:
             log.warning("job failed", extra={"job_id": job_id, "reason": reason})
         return ended
@@ -342,13 +358,13 @@ class Jobs:
         """``queued -> rejected`` for what only the analysis can tell (an obj_id the
         video does not contain)."""
         fields = {"field_errors": dict(field_errors), "reason": "invalid"}
-        return _try(self.store, job_id, states.REJECTED, fields=fields,
+        return _try(self, job_id, states.REJECTED, fields=fields,
                     event={"reason": "invalid"})  # fmt: skip
 
     def cancel(self, job_id: str) -> bool:
         """``queued -> cancelled`` (a producer's cancel). False when too late or unknown."""
         try:
-            return _try(self.store, job_id, states.CANCELLED, event={"reason": "cancelled"})
+            return _try(self, job_id, states.CANCELLED, event={"reason": "cancelled"})
         except JobNotFound:
             return False
 

@@ -95,7 +95,8 @@ class Hooks:
         port = int(os.environ.get("HEADSWAP_METRICS_PORT", "0") or 0)
         if port:
             start_metrics_server(port, self.runtime().store, component="worker",
-                                 breaker_failures=self.settings.akool_breaker_failures)
+                                 breaker_failures=self.settings.akool_breaker_failures,
+                                 producer_label=self.settings.producer_policy.label)
 
     def check_redis(self) -> None:
         """Say at start, and whenever it changes, what in Redis's configuration can lose

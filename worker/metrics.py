@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -36,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from config.celery import QUEUES
+from worker import ledger
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,25 @@ AKOOL_LATENCY = Histogram(
 )
 TRANSITIONS = Counter(
     "headswap_job_transitions_total", "Job state transitions made by this process, by the "
-    "state entered.", ["state"]
+    "state entered and the producer (listed in HEADSWAP_PRODUCER_POLICY, default, or other).",
+    ["state", "producer"],
 )  # fmt: skip
 FAILURES = Counter(
-    "headswap_jobs_failed_total", "Jobs failed by this process, by reason.", ["reason"]
+    "headswap_jobs_failed_total", "Jobs failed by this process, by reason and producer.",
+    ["reason", "producer"],
 )
+ADMISSIONS = Counter(
+    "headswap_admissions_total", "Jobs fair admission let go to Akool, by producer.",
+    ["producer"],
+)
+BUDGET_HOLDS = Counter(
+    "headswap_budget_holds_total", "Times a producer's daily credit budget held its jobs "
+    "(once per producer and UTC day), by producer.", ["producer"],
+)  # fmt: skip
+CREDITS_CHARGED = Counter(
+    "headswap_credits_charged_total", "Credits Akool charged for creates this process "
+    "recorded, by producer (the ledger in Redis is the total: headswap costs).", ["producer"],
+)  # fmt: skip
 RATE_LIMIT_WAITS = Counter(
     "headswap_rate_limit_waits_total", "Times a call waited or was deferred by a global limit "
     "or a stop (create, detail, in_flight, akool_breaker, store_lost).", ["limit"],
@@ -146,10 +161,10 @@ CALLBACK_DEAD_LETTERS = Counter(
 #: Series that exist at 0 from the start: ``increase()`` over a series born at 1 (the
 #: first event of a process) sees nothing, so an alert on the first paid-but-failed create
 #: or dead letter would never fire.
-_KNOWN_LABELS: tuple[tuple[Any, tuple[str, ...]], ...] = (
+_KNOWN_LABELS: tuple[tuple[Any, tuple[Any, ...]], ...] = (
     (UNBOUND_CREATES, ("paid_but_failed", "unbound_create")),
     (AKOOL_BREAKER, ("opened", "closed")),
-    (FAILURES, ("ambiguous_submission",)),
+    (FAILURES, (("ambiguous_submission", "default"),)),
     (CALLBACK_DELIVERIES, ("delivered", "retried", "dead_lettered")),
     (CALLBACK_DEAD_LETTERS, ("http_status", "attempts_exhausted", "blocked_address",
                              "invalid_url", "no_callback_secret")),
@@ -157,7 +172,7 @@ _KNOWN_LABELS: tuple[tuple[Any, tuple[str, ...]], ...] = (
 )
 for _metric, _values in _KNOWN_LABELS:
     for _value in _values:
-        _metric.labels(_value)
+        _metric.labels(*(_value if isinstance(_value, tuple) else (_value,)))
 
 #: Outcome.status of a callback attempt -> the outcome label (skipped attempts: none).
 _CALLBACK_OUTCOMES = {"delivered": "delivered", "retry": "retried", "dead": "dead_lettered"}
@@ -242,8 +257,12 @@ class BuildInfoCollector(Collector):
 class StoreCollector(Collector):
     """Global gauges read from the store on scrape (a few O(1)/O(log n) Redis calls)."""
 
-    def __init__(self, store: Any, breaker_failures: int = 3) -> None:
+    def __init__(self, store: Any, breaker_failures: int = 3,
+                 producer_label: Callable[[str], str] | None = None) -> None:  # fmt: skip
         self.store = store
+        #: A producer's label (``config.producers.Policies.label``): listed names, default,
+        #: other — never one series per name a message brings.
+        self.producer_label = producer_label or (lambda p: p if p == "default" else "other")
         #: HEADSWAP_AKOOL_BREAKER_FAILURES: the breaker stays open (creates stopped) from
         #: this many consecutive unanswered creates until a probe is answered.
         self.breaker_failures = breaker_failures
@@ -271,6 +290,47 @@ class StoreCollector(Collector):
         jobs.add_metric(["at_akool"], at_akool)
         yield jobs
         yield from self._gauges(snap, akool_pause, lost, failures, evicted, tick_age)
+        yield from self._producers()
+
+    def _producers(self) -> Iterator[GaugeMetricFamily]:
+        """Per producer (label bounded): waiting in its line, in flight, and today's
+        charged jobs and credits (the ledger, UTC day)."""
+        try:
+            lines = self.store.admission.lines()
+            fields, now = self.store.ledger()
+        except Exception:
+            log.warning("metrics scrape could not read the lines or the ledger", exc_info=True)
+            return
+        families = {
+            "waiting": GaugeMetricFamily(
+                "headswap_producer_waiting", "Jobs waiting for fair admission in each "
+                "producer's line.", labels=["producer"]),
+            "in_flight": GaugeMetricFamily(
+                "headswap_producer_in_flight", "Jobs of each producer holding an Akool "
+                "in-flight slot (admitted included).", labels=["producer"]),
+            "jobs": GaugeMetricFamily(
+                "headswap_producer_jobs_charged_today", "Creates charged to each producer "
+                "today (UTC), from the cost ledger.", labels=["producer"]),
+            "credits": GaugeMetricFamily(
+                "headswap_producer_credits_today", "Credits Akool charged each producer "
+                "today (UTC), from the cost ledger.", labels=["producer"]),
+        }  # fmt: skip
+        sums: dict[str, dict[str, float]] = {name: {} for name in families}
+
+        def add(kind: str, producer: str, value: float) -> None:
+            label = self.producer_label(producer)
+            sums[kind][label] = sums[kind].get(label, 0.0) + value
+
+        for producer, line in lines.lines.items():
+            add("waiting", producer, line.waiting)
+            add("in_flight", producer, line.in_flight)
+        for producer, cost in ledger.today(fields, now).items():
+            add("jobs", producer, cost.jobs)
+            add("credits", producer, cost.credits)
+        for kind, family in families.items():
+            for label, value in sorted(sums[kind].items()):
+                family.add_metric([label], value)
+            yield family
 
     def _gauges(self, snap: Any, akool_pause: float | None, lost: float | None,
                 failures: int, evicted: int | None,
@@ -327,14 +387,15 @@ _started = False
 
 
 def start_metrics_server(
-    port: int, store: Any, *, component: str = "worker", breaker_failures: int = 3
+    port: int, store: Any, *, component: str = "worker", breaker_failures: int = 3,
+    producer_label: Callable[[str], str] | None = None,
 ) -> bool:
     """Serve ``/metrics`` on ``port`` once per process (0 = disabled): this process's
     counters and the global gauges."""
     global _started
     if not port or _started:
         return False
-    REGISTRY.register(StoreCollector(store, breaker_failures))
+    REGISTRY.register(StoreCollector(store, breaker_failures, producer_label))
     REGISTRY.register(BuildInfoCollector(component))
     start_http_server(port)
     _started = True
@@ -343,14 +404,15 @@ def start_metrics_server(
 
 
 def multiprocess_registry(
-    store: Any, *, component: str, breaker_failures: int = 3, path: str | None = None
+    store: Any, *, component: str, breaker_failures: int = 3, path: str | None = None,
+    producer_label: Callable[[str], str] | None = None,
 ) -> CollectorRegistry:
     """The registry a parent process serves for its children (gunicorn's master): the
     counters of every process that wrote to ``PROMETHEUS_MULTIPROC_DIR`` (alive or not),
     summed; the global gauges; build info."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
-    registry.register(StoreCollector(store, breaker_failures))
+    registry.register(StoreCollector(store, breaker_failures, producer_label))
     registry.register(BuildInfoCollector(component))
     return registry
 

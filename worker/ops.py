@@ -13,7 +13,7 @@ from headswap_client import states
 
 from config.celery import QUEUES
 from config.settings import Settings
-from worker import breaker
+from worker import breaker, ledger
 from worker.broker import misrouted
 from worker.broker.envelope import preview
 from worker.errors import DeadMessageRefused, StorageError, TransitionRefused
@@ -59,7 +59,36 @@ def stats(rt: Runtime, window: float = 300.0) -> dict[str, Any]:
         "misrouted_moved": tally["moved"],
         "misrouted_last_at": tally["last_at"],
         "misrouted_last_task": tally["last_task"],
+        "admission": rt.settings.admission,
+        **producer_figures(rt),
     }
+
+
+def producer_figures(rt: Runtime) -> dict[str, Any]:
+    """Per producer: its line, in flight, admitted, weight, and today's spend (UTC)."""
+    lines = rt.store.admission.lines()
+    fields, now = rt.store.ledger()
+    spent = ledger.today(fields, now)
+    policies = rt.settings.producer_policy
+    names = sorted({*lines.lines, *spent, *policies.names})
+    producers = {}
+    for name in names:
+        line = lines.lines.get(name)
+        cost = spent.get(name)
+        policy = policies.of(name)
+        producers[name] = {
+            "waiting": line.waiting if line else 0,
+            "in_flight": line.in_flight if line else 0,
+            "admitted": line.admitted if line else 0,
+            "weight": policy.weight,
+            "max_in_flight": policy.max_in_flight,
+            "daily_budget": policy.daily_budget,
+            "jobs_today": cost.jobs if cost else 0,
+            "credits_today": cost.credits if cost else 0.0,
+            "budget_held": bool(cost and cost.held_at),
+        }
+    return {"waiting_for_admission": lines.waiting,
+            "admission_rate_per_s": round(lines.rate, 3), "producers": producers}
 
 
 def requeue(rt: Runtime, job_id: str, *, force: bool = False) -> str:

@@ -38,6 +38,7 @@ class Runtime:
                 nonce_ttl=int(settings.webhook_max_skew_seconds * 2) + 1,
                 store_outputs=settings.stores_outputs,
                 store_lease=settings.storage_lease_seconds,
+                producer_label=settings.producer_policy.label,
             ),
         )
         self.create_limiter = RateLimiter(

@@ -32,7 +32,7 @@ from typing import Any
 from headswap_client import states
 
 from config.celery import NOTIFY_QUEUE, STORE_QUEUE
-from worker import tracing
+from worker import admission, tracing
 from worker.errors import OutputGone, StorageError, StorageRetryable
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -60,6 +60,7 @@ def follow_up(rt: Runtime, job_id: str, *, inline: bool = True) -> None:
     """After a remote status moved a job: send its copy (``storing``) or notify its end
     (in this thread, or as ``headswap.notify`` where producers' receivers are not loaded:
     the webhook receiver)."""
+    admission.freed(rt)  # its in-flight slot is free: the next waiting job may go
     record = rt.store.get(job_id)
     if record is not None and record["state"] == states.STORING:
         send_copy(rt, job_id)

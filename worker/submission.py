@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 from headswap_client import states
 from headswap_client.schemas import ContractPolicy, rejection_fields, safe_job_id
 
-from worker import analysis, breaker, metrics, signals, tracing
+from worker import admission, analysis, breaker, metrics, signals, tracing
 from worker.akool_types import CreateTaskRequest, Task
 from worker.akool_types import Mapping as AkoolMapping
 from worker.errors import (
@@ -143,6 +143,34 @@ def _refuse_conflict(rt: Runtime, message: Any, existing: str, field: str,
 def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
     job_id = record["job_id"]
     circuits = breaker.read(rt.store)
+    held = _held(rt, record, circuits)
+    if held is not None:
+        admission.release(rt, job_id)  # a grant it held goes back: it waits in its line
+        return held
+    if admission.fair(rt):
+        slot = admission.take(rt, job_id)
+        if slot is None:  # in its producer's line: admission sends it again when its turn comes
+            metrics.RATE_LIMIT_WAITS.labels("admission").inc()
+            return Outcome("waiting", job_id)
+        if slot > RATE_MAX_BLOCK_SECONDS:  # granted, its create slot further out: keep it
+            rt.jobs.postpone(job_id, slot)
+            return Outcome("waiting", job_id, retry_in=slot)
+        if slot > 0:
+            time.sleep(slot)
+    else:
+        wait = rt.create_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
+        if wait > 0:  # over the global create rate: come back later, no attempt spent
+            metrics.RATE_LIMIT_WAITS.labels("create").inc()
+            delay = wait + full_jitter(0.2)
+            rt.jobs.postpone(job_id, delay)
+            return Outcome("retry", job_id, retry_in=delay)
+    return _claim_and_create(rt, record, circuits)
+
+
+def _held(rt: Runtime, record: dict[str, Any], circuits: breaker.Gate) -> Outcome | None:
+    """What stops every create now (a pause, the breaker, the analysis), as the outcome
+    for this job; None when nothing does."""
+    job_id = record["job_id"]
     if circuits.store_lost:  # idempotency keys from before the loss cannot be honoured
         metrics.RATE_LIMIT_WAITS.labels("store_lost").inc()
         delay = STORE_LOST_RECHECK_SECONDS + full_jitter(2.0)
@@ -182,12 +210,12 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         return _fail(rt, job_id, "analysis_failed", gate.error)
     if gate.waiting:
         return Outcome("waiting", job_id)
-    wait = rt.create_limiter.wait(max_block=RATE_MAX_BLOCK_SECONDS)
-    if wait > 0:  # over the global create rate: come back later, no attempt spent
-        metrics.RATE_LIMIT_WAITS.labels("create").inc()
-        delay = wait + full_jitter(0.2)
-        rt.jobs.postpone(job_id, delay)
-        return Outcome("retry", job_id, retry_in=delay)
+    return None
+
+
+def _claim_and_create(rt: Runtime, record: dict[str, Any], circuits: breaker.Gate) -> Outcome:
+    """The lock (``queued -> submitting``), then the create."""
+    job_id = record["job_id"]
     try:
         claimed = rt.jobs.claim_for_submit(
             job_id, int(record.get("attempts", 0)) + 1, rt.settings.max_in_flight
@@ -204,6 +232,9 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         return Outcome("retry", job_id, retry_in=delay)
     except InFlightCapReached:
         metrics.RATE_LIMIT_WAITS.labels("in_flight").inc()
+        if admission.fair(rt):  # its grant is gone (an operator?): back to its line
+            admission.release(rt, job_id)
+            return Outcome("waiting", job_id)
         # Wait in queued without spending a retry; the sweeper re-sends it.
         rt.jobs.postpone(job_id, full_jitter(CAP_RECHECK_SECONDS))
         return Outcome("waiting", job_id)
@@ -243,7 +274,11 @@ def _create(rt: Runtime, record: dict[str, Any], failures: int, now: float) -> O
         # A webhook bound the job while our create call was still in flight.
         log.info("create answered after a webhook bound the job", extra={"job_id": job_id})
         return Outcome("submitted", job_id)
-    log.info("akool task created", extra={"job_id": job_id, "remote_id": task.remote_id})
+    log.info("akool task created", extra={"job_id": job_id, "remote_id": task.remote_id,
+                                          "charge": task.charge})  # fmt: skip
+    if task.charge:
+        label = rt.settings.producer_policy.label(str(record.get("producer") or "default"))
+        metrics.CREDITS_CHARGED.labels(label).inc(task.charge)
     if signals.job_submitted.receivers:  # reading the record costs a round trip
         signals.job_submitted.send(sender="headswap", job=rt.store.get(job_id))
     return Outcome("submitted", job_id)
@@ -339,10 +374,13 @@ def settle_created(rt: Runtime, job_id: str, task: Task, first_poll: float) -> b
     if record.get("remote_id") == task.remote_id or record.get(
             "unbound_remote_id") == task.remote_id:  # fmt: skip
         return False
-    if states.revivable(record) and rt.jobs.revive(job_id, task.remote_id, first_poll):
+    if states.revivable(record) and rt.jobs.revive(job_id, task.remote_id, first_poll,
+                                                  charge=task.charge):  # fmt: skip
         return True  # failed as lost mid-create; its task exists: followed to its end
     alert = "paid_but_failed" if record["state"] == states.FAILED else "unbound_create"
     rt.store.update(job_id, {"unbound_remote_id": task.remote_id})
+    if task.charge:  # Akool charged it all the same: the ledger says so
+        rt.store.charge_apart(str(record.get("producer") or "default"), task.charge)
     rt.store.events.alert({"alert": alert, "job_id": job_id, "remote_id": task.remote_id,
                            "state": str(record["state"])})  # fmt: skip
     metrics.UNBOUND_CREATES.labels(alert).inc()

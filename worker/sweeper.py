@@ -28,7 +28,7 @@ from typing import Any
 
 from headswap_client import states
 
-from worker import polling, storing
+from worker import admission, polling, storing
 from worker.broker import misrouted
 from worker.jobs import message_from_record
 from worker.metrics import MISROUTED_MESSAGES
@@ -48,10 +48,11 @@ def tick(rt: Runtime) -> int:
     """The poll tick (``headswap.poll_due``, beat, every ``HEADSWAP_POLL_TICK_SECONDS``),
     one task for every schedule that needs the tick: due remote tasks are claimed and fanned
     out (:func:`worker.polling.fan_out`), then the queued jobs whose wake-up time has come
-    and the HTTP callbacks whose next attempt is due are re-sent. Returns the members sent."""
+    and the HTTP callbacks whose next attempt is due are re-sent, and a fair admission round
+    lets waiting jobs go (:func:`worker.admission.pump`). Returns the members sent."""
     if not polling.tick_runs(rt):
         return 0
-    return polling.fan_out(rt) + wake_due(rt)
+    return polling.fan_out(rt) + wake_due(rt) + admission.pump(rt)
 
 
 def wake_due(rt: Runtime) -> int:

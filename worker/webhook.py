@@ -495,6 +495,7 @@ def _load_in_worker(host: str, port: int, *, serve_metrics: bool) -> WebhookApp:
         metrics.start_metrics_server(
             _metrics_port(), app.rt.store, component="webhook",
             breaker_failures=app.rt.settings.akool_breaker_failures,
+            producer_label=app.rt.settings.producer_policy.label,
         )  # fmt: skip
     threading.Thread(target=_heartbeat, args=(app.rt,), name="receiver-heartbeat",
                      daemon=True).start()
@@ -514,6 +515,7 @@ def multiprocess_hooks(settings: Settings, metrics_port: int) -> dict[str, Any]:
             registry = metrics.multiprocess_registry(
                 open_store(settings), component="webhook",
                 breaker_failures=settings.akool_breaker_failures,
+                producer_label=settings.producer_policy.label,
             )  # fmt: skip
             metrics.serve_registry(metrics_port, registry)
 

@@ -23,6 +23,8 @@ NUMERIC_FIELDS = (
     "callback_attempts",
     "callback_last_status",
     "stored_size",
+    "priority",
+    "charged",
 )
 JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
 #: Bookkeeping kept on the record that producers never see: the fingerprint, and the

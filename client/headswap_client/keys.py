@@ -15,6 +15,18 @@ slot and the Lua scripts stay legal there.
 ``{p}:poll``                    zset: job ids (or ``a:<hash>`` analyses) by next poll time
 ``{p}:outbox``                  zset: terminal job ids whose notify has not completed
 ``{p}:store``                   zset: ``storing`` job ids by when to (re)send their copy
+``{p}:admit:line``              zset (lex): queued jobs waiting for fair admission, as
+                                ``<producer>|<9-priority><seq>|<job_id>`` (one line per
+                                producer, by priority then arrival)
+``{p}:admit:counts``            hash: per producer, ``busy:<p>`` jobs in flight and
+                                ``pend:<p>`` jobs admitted whose create has not settled
+``{p}:admit:state``             hash: the fair scheduler's virtual time (``v``), each
+                                producer's ``pass:<p>``, ``w:<p>`` weight, ``tat:<p>`` rate
+                                share state, and ``seq`` (arrival counter)
+``{p}:admit:grants``            hash: admitted job id -> ``<create slot> <admitted at>``
+                                until its create settles
+``{p}:admit:rate``              hash: admissions per 10 s bucket (the admission rate)
+``{p}:ledger``                  hash: ``d<unix day>:<producer>:credits`` and ``:jobs``
 ``{p}:analysis:<hash>``         hash: the analysis of one source video URL
 ``{p}:analysis:<hash>:waiters`` set: queued job ids waiting for that analysis
 ``{p}:circuit:<name>``          string: end of a pause all workers respect (credits, akool)
@@ -142,6 +154,35 @@ class Keys:
 
     def worker(self, hostname: str) -> str:
         return f"{self.tag}:worker:{hostname}"
+
+    @property
+    def admit_line(self) -> str:
+        return f"{self.tag}:admit:line"
+
+    @property
+    def admit_counts(self) -> str:
+        return f"{self.tag}:admit:counts"
+
+    @property
+    def admit_state(self) -> str:
+        return f"{self.tag}:admit:state"
+
+    @property
+    def admit_rate(self) -> str:
+        return f"{self.tag}:admit:rate"
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.tag}:ledger"
+
+    @property
+    def admit_grants(self) -> str:
+        return f"{self.tag}:admit:grants"
+
+    @property
+    def transition_extras(self) -> tuple[str, str, str, str]:
+        """The keys ``transition.lua`` takes after the schedules (KEYS[13..16])."""
+        return (self.admit_line, self.admit_counts, self.ledger, self.admit_grants)
 
     @property
     def epoch(self) -> str:

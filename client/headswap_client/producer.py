@@ -120,8 +120,17 @@ class Producer:
         return created.job_id
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        """The job record, or None for an unknown (or expired) job."""
-        return self.store.get(job_id)
+        """The job record, or None for an unknown (or expired) job. A queued job waiting
+        for fair admission has ``queue``: its ``position`` in its producer's line (1 =
+        next), ``ahead`` (jobs of every producer admitted before it), the
+        ``admission_rate`` (jobs/s, last minute) and ``eta_seconds`` (None when nothing
+        was admitted lately)."""
+        record = self.store.get(job_id)
+        if record is not None and record.get("line") and record.get("state") == states.QUEUED:
+            queue = self.store.admission.position(record)
+            if queue is not None:
+                record["queue"] = queue
+        return record
 
     def wait(self, job_id: str, timeout: float, interval: float = 0.25) -> dict[str, Any]:
         """Block until the job is terminal; return its record. Raises TimeoutError."""

@@ -13,7 +13,10 @@ from typing import Any
 
 from headswap_client.codec import fingerprint
 
-ENVELOPE_FIELDS = ("job_id", "idempotency_key", "callback_task", "callback_url", "metadata")
+ENVELOPE_FIELDS = (
+    "job_id", "idempotency_key", "callback_task", "callback_url", "metadata", "producer",
+    "priority",
+)  # fmt: skip
 REQUEST_FIELDS = (
     "video_url", "mappings", "model_name", "resolution", "template_id",
     "keep_original_sound", "webhook_url",
@@ -34,6 +37,8 @@ def record_fields(job: Mapping[str, Any]) -> dict[str, Any]:
         "callback_task": job.get("callback_task"),
         "callback_url": job.get("callback_url"),
         "metadata": job.get("metadata") or None,
+        "producer": job.get("producer") or "default",
+        "priority": job.get("priority"),
     }
     return {k: v for k, v in fields.items() if v is not None}
 

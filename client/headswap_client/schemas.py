@@ -61,6 +61,11 @@ MAX_UNKNOWN_LISTED = 20
 #: ``^…$`` (Python's ``$`` also matches before a final newline: ``"job\n"`` passed).
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 TASK_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.-]{0,199}"  # ASCII, as JSON Schema's \w is
+#: A producer's name: short, lower case, no ':' or '|' (they separate key parts in Redis).
+PRODUCER_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,31}"
+DEFAULT_PRODUCER = "default"
+#: ``priority``: 0..9, higher is admitted first within its producer's line.
+PRIORITY_MIN, PRIORITY_MAX, DEFAULT_PRIORITY = 0, 9, 5
 
 
 class FullMatch(validate.Validator):
@@ -84,6 +89,9 @@ _ID = FullMatch(
     ID_PATTERN, error="Must be 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)."
 )
 _TASK_NAME = FullMatch(TASK_NAME_PATTERN, error="Not a Celery task name.")
+_PRODUCER = FullMatch(
+    PRODUCER_PATTERN, error="Must be 1-32 of a-z 0-9 _ . - (starting with a letter or digit)."
+)
 
 
 class StrictBoolean(fields.Boolean):
@@ -149,6 +157,11 @@ class JobSchema(Schema):
     callback_task = fields.Nested(CallbackTaskSchema, load_default=None, allow_none=True)
     callback_url = fields.String(load_default=None, allow_none=True, validate=_HTTP_URL)
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
+    producer = fields.String(load_default=DEFAULT_PRODUCER, validate=_PRODUCER)
+    priority = StrictInteger(
+        strict=True, load_default=DEFAULT_PRIORITY,
+        validate=validate.Range(PRIORITY_MIN, PRIORITY_MAX),
+    )  # fmt: skip
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from typing import Any, cast
 import redis
 
 from headswap_client import states
+from headswap_client.admission import AdmissionView
 from headswap_client.codec import decode_record, split_fields
 from headswap_client.events import EventStream
 from headswap_client.keys import SCHEDULES, Keys
@@ -71,6 +72,8 @@ def transition_request(
     stamp_once: Sequence[str] = (),
     cap: int = 0,
     nonce: tuple[str, int] | None = None,
+    charge: float | None = None,
+    charge_final: bool = False,
 ) -> TransitionRequest:
     """The plan of one move to ``target``; the schedule moves are the data of
     :mod:`headswap_client.states`. The script answers ``[status, current, at]``:
@@ -96,7 +99,11 @@ def transition_request(
         "maxlen": EVENTS_MAXLEN,
         "nonce_ttl": nonce[1] if nonce else 0,
     }
-    script_keys = [keys.job(job_id), keys.events, keys.remotes, nonce_key, *keys.schedules]
+    if charge is not None:  # JSON null would reach the script as cjson.null, not nil
+        body["charge"] = float(charge)
+        body["charge_final"] = charge_final
+    script_keys = [keys.job(job_id), keys.events, keys.remotes, nonce_key, *keys.schedules,
+                   *keys.transition_extras]  # fmt: skip
     return TransitionRequest(script_keys, body, allowed_from)
 
 
@@ -117,6 +124,7 @@ class ClientStore:
         self.idempotency_ttl = idempotency_ttl
         self._shared = SharedScripts(client)
         self.events = EventStream(client, self.keys)
+        self.admission = AdmissionView(client, self.keys)
 
     # --- records ------------------------------------------------------------------------
     def create(
@@ -163,6 +171,13 @@ class ClientStore:
         raw = cast(dict[str, str], self._redis.hgetall(self.keys.job(job_id)))
         return decode_record(raw) if raw else None
 
+    def get_many(self, job_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """:meth:`get` of each id, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [decode_record(raw) if raw else None for raw in pipe.execute()]
+
     def cancel_queued(self, job_id: str) -> bool:
         """``queued -> cancelled`` in one atomic step; False when the job is unknown or
         past ``queued`` (a worker has it). The workers' ``Jobs.cancel`` is this move."""
@@ -170,7 +185,7 @@ class ClientStore:
             self.keys, job_id, states.CANCELLED, retention_seconds=self.retention_seconds,
             event={"reason": "cancelled"},
         )  # fmt: skip
-        status, _current, _at = self._shared("transition", request.keys, request.args)
+        status, *_ = self._shared("transition", request.keys, request.args)
         return bool(status == "ok")
 
     # --- HTTP callbacks given up on -----------------------------------------------------

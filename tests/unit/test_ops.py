@@ -43,7 +43,8 @@ def enqueue(rt, job_id):
 def test_requeue_resends_a_queued_job(rt):
     enqueue(rt, "j1")
     assert "re-sent" in ops.requeue(rt, "j1")
-    assert rt.sent == [("headswap.submit", {**{k: v for k, v in JOB.items()}, "job_id": "j1"})]
+    assert rt.sent == [("headswap.submit", {**{k: v for k, v in JOB.items()}, "job_id": "j1",
+                                            "producer": "default"})]
 
 
 def test_requeue_of_a_submitting_job_needs_force_and_then_clears_ambiguity(rt):

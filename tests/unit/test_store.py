@@ -158,7 +158,7 @@ def test_a_lone_surrogate_from_outside_is_stored_whole_with_the_rest(store, redi
 BROKEN_ARGS = {
     # one input per script that makes it fail: each must leave Redis exactly as it was
     "transition": lambda s: ([s.keys.job("j1"), s.keys.events, s.keys.remotes, s.keys.job("j1"),
-                              *s.keys.schedules],
+                              *s.keys.schedules, *s.keys.transition_extras],
                              ['{"target":"failed","allowed":["queued"],"fields":["reason"],'
                               '"delete":[],"stamp_once":[],"leave":[5],"join":[[10,"x",true]],'
                               '"cap":0,"inflight":8,"index_remote":false,"ttl":5,"event":[],'
@@ -185,6 +185,16 @@ BROKEN_ARGS = {
     "misrouted_scan": lambda s: (["celery"], ["many"]),
     "misrouted_move": lambda s: (["celery", "headswap.submit", s.keys.misrouted],
                                  ["entry", "", "headswap.submit"]),
+    # the round's plan is checked whole before the job joins its line
+    "admit": lambda s: ([s.keys.admit_line, s.keys.admit_counts, s.keys.admit_state,
+                         s.keys.admit_rate, s.keys.ledger, s.keys.schedule("inflight"),
+                         s.keys.schedule("wakeup"), s.keys.rate("create"), s.keys.events,
+                         s.keys.circuit("credits"), s.keys.circuit("akool"),
+                         s.keys.circuit("store-lost"), s.keys.admit_grants, s.keys.job("j1")],
+                        ['{"join":true,"cap":0,"interval":0,"burst":1,"horizon":2,"lease":9,'
+                         '"max":"all","policies":{"*":[1,0,1,0,0]},"estimate":1,"maxlen":9}']),
+    "ungrant": lambda s: ([s.keys.job("j1"), s.keys.admit_line, s.keys.admit_counts,
+                           s.keys.admit_grants, s.keys.schedule("inflight")], []),
 }
 
 
@@ -207,6 +217,9 @@ def test_a_script_that_fails_changes_nothing(name, store, redis_client):
     if name == "release":
         # release has no input to refuse; it must not delete another holder's lock
         assert run_script(redis_client, name, keys, ["other-token"]) == 0
+    elif name == "ungrant":
+        # no input to refuse; a job without a grant has nothing to give back
+        assert run_script(redis_client, name, keys, []) == 0
     else:
         with pytest.raises(redis_lib.ResponseError):
             run_script(redis_client, name, keys, args)

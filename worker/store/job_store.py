@@ -34,6 +34,7 @@ from worker.errors import (
     ReplicationLag,
     TransitionRefused,
 )
+from worker.store.admission import AdmissionStore
 from worker.store.analyses import AnalysisStore
 from worker.store.callbacks import CallbackStore
 from worker.store.guards import Guards
@@ -62,14 +63,18 @@ class Snapshot:
     credits_paused_until: float | None
     #: entries in ``{p}:dead-messages`` (queue entries no worker could take)
     dead_messages: int = 0
+    #: queued jobs waiting in a producer's line for fair admission (part of ``queued``)
+    waiting_for_admission: int = 0
 
 
 @dataclass(frozen=True)
 class Moved:
-    """A transition that happened: the state left and the server time of the move."""
+    """A transition that happened: the state left, the server time of the move and the
+    job's producer."""
 
     previous: str
     at: float
+    producer: str = "default"
 
 
 class JobStore(ClientStore):
@@ -97,6 +102,7 @@ class JobStore(ClientStore):
         self.callbacks = CallbackStore(client, self.keys, self._scripts, retention_seconds)
         self.guards = Guards(client, self.keys, self._scripts)
         self.workers = Presence(client, self.keys)
+        self.admission: AdmissionStore = AdmissionStore(client, self.keys, self._scripts)
 
     # --- the server ---------------------------------------------------------------------
     def persist(self, action: Callable[[], T], *, for_seconds: float,
@@ -184,6 +190,8 @@ class JobStore(ClientStore):
         cap: int = 0,
         nonce: tuple[str, int] | None = None,
         replicated: bool = False,
+        charge: float | None = None,
+        charge_final: bool = False,
     ) -> Moved:
         """Move a job to ``target`` in one atomic step; the schedule moves are the data of
         :mod:`headswap_client.states` (``delays`` gives the joined schedules' scores).
@@ -200,18 +208,19 @@ class JobStore(ClientStore):
         request = transition_request(
             self.keys, job_id, target, retention_seconds=self.retention_seconds,
             fields=fields, delays=delays, event=event, allowed=allowed,
-            stamp_once=stamp_once, cap=cap, nonce=nonce,
+            stamp_once=stamp_once, cap=cap, nonce=nonce, charge=charge,
+            charge_final=charge_final,
         )  # fmt: skip
         keys, args, allowed_from = request.keys, request.args, request.allowed
         if replicated and self.min_replicas:
             pipe = self._redis.pipeline(transaction=False)
             self._shared("transition", keys, args, client=pipe)
             pipe.execute_command("WAIT", self.min_replicas, self.replica_wait_ms)  # type: ignore[no-untyped-call]
-            (status, current, at), acked = pipe.execute()
+            (status, current, at, producer), acked = pipe.execute()
             if status == "ok" and int(acked) < self.min_replicas:
                 raise ReplicationLag(job_id, int(acked), self.min_replicas)
         else:
-            status, current, at = self._shared("transition", keys, args)
+            status, current, at, producer = self._shared("transition", keys, args)
         if status == "missing":
             raise JobNotFound(job_id)
         if status == "refused":
@@ -220,7 +229,24 @@ class JobStore(ClientStore):
             raise InFlightCapReached(job_id, cap)
         if status == "replay":
             raise NonceReplayed(job_id)
-        return Moved(str(current), float(at))
+        return Moved(str(current), float(at), str(producer))
+
+    def ledger(self) -> tuple[dict[str, str], float]:
+        """The cost ledger's fields and the server time, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.ledger)
+        pipe.time()
+        fields, (secs, micros) = pipe.execute()
+        return dict(fields), secs + micros / 1_000_000
+
+    def charge_apart(self, producer: str, credits: float) -> None:
+        """Add a charge to the ledger that no job's record takes: a task Akool created
+        (and charged) that its job does not follow (``unbound_create``)."""
+        field = f"d{int(self.clock() // 86400)}:{producer}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hincrbyfloat(self.keys.ledger, f"{field}:credits", credits)
+        pipe.hincrby(self.keys.ledger, f"{field}:jobs", 1)
+        pipe.execute()
 
     # --- schedules ----------------------------------------------------------------------
     def claim_due(self, schedule: str, lease: float, limit: int, lag: float = 0.0) -> list[str]:
@@ -267,6 +293,7 @@ class JobStore(ClientStore):
         pipe.get(self.keys.epoch)
         for name in ("inflight", "poll", "wakeup", "outbox"):
             pipe.zcard(self.keys.schedule(name))
+        pipe.zcard(self.keys.admit_line)  # queued jobs waiting for admission
         (secs, micros), current, *sizes = pipe.execute()
         if current is not None:
             return float(current), False
@@ -319,6 +346,7 @@ class JobStore(ClientStore):
         pipe.get(self.keys.circuit("credits"))
         pipe.time()
         pipe.zcard(self.keys.dead_messages)
+        pipe.zcard(self.keys.admit_line)
         values = pipe.execute()
         n = len(queues)
         queued, submitting, inflight, pending, ambiguous, outbox = values[n : n + 6]
@@ -327,7 +355,8 @@ class JobStore(ClientStore):
         paused = float(circuit) if circuit and float(circuit) > now else None
         return Snapshot(
             queues=dict(zip(queues, values[:n], strict=True)),
-            queued=queued,
+            queued=queued + values[n + 10],  # on the wake-up schedule, or in a line
+            waiting_for_admission=values[n + 10],
             submitting=submitting,
             in_flight=inflight,
             pending_polls=pending,

@@ -18,7 +18,7 @@ from redis.commands.core import Script
 NAMES = (
     "update", "claim", "schedule", "release", "circuit",
     "analysis_claim", "analysis_update", "gcra", "breaker", "dead_write", "dead_requeue",
-    "misrouted_scan", "misrouted_move",
+    "misrouted_scan", "misrouted_move", "admit", "ungrant",
 )  # fmt: skip
 
 

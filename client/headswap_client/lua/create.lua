@@ -58,5 +58,6 @@ for _, j in ipairs(plan.join) do
   else redis.call('ZADD', KEYS[j[1]], score, plan.job_id) end
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', plan.maxlen, '*', 'job_id', plan.job_id,
-           'state', plan.state, 'previous', '', 'at', stamp)
+           'state', plan.state, 'previous', '', 'at', stamp,
+           'producer', redis.call('HGET', KEYS[1], 'producer') or 'default')
 return {'created', plan.job_id, stamp}
