@@ -30,7 +30,7 @@ from typing import Any
 from headswap_client import states
 from headswap_client.queues import SUBMIT_QUEUE
 
-from worker import breaker, metrics
+from worker import breaker, metrics, signals
 from worker.jobs import message_from_record
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -122,9 +122,11 @@ def round_(rt: Runtime, join: str | None = None) -> Admitted:
     for _, _, producer in result.admitted:
         metrics.ADMISSIONS.labels(labels(producer)).inc()
     for producer in result.held:
+        policy = rt.settings.producer_policy.of(producer).over_budget
         metrics.BUDGET_HOLDS.labels(labels(producer)).inc()
-        log.warning("producer over its daily budget: its jobs wait for the next day (UTC)",
-                    extra={"producer": producer})  # fmt: skip
+        log.warning("producer over its daily budget: its jobs %s until the next day (UTC)",
+                    "wait" if policy == "hold" else "fail", extra={"producer": producer})
+        signals.budget_exhausted.send(sender="headswap", producer=producer, policy=policy)
     _fail_over_budget(rt, result.failed)
     _dispatch(rt, (job_id for job_id, _, _ in result.admitted if job_id != join))
     return result

@@ -26,6 +26,9 @@ credits_exhausted = Signal(name="headswap.credits_exhausted")
 #: Fired (``reason=``) when a worker finds that Redis lost our data: creates stop until
 #: ``headswap store-lost --ack``.
 store_lost = Signal(name="headswap.store_lost")
+#: Fired (``producer=``, ``policy=`` hold or fail) once a producer and UTC day when its
+#: daily credit budget stops admitting its jobs.
+budget_exhausted = Signal(name="headswap.budget_exhausted")
 
 TERMINAL_SIGNALS = {
     "succeeded": job_succeeded,

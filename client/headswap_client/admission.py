@@ -33,6 +33,7 @@ class Lines:
     lines: Mapping[str, Line] = field(default_factory=dict)
     virtual_time: float = 0.0
     rate: float = 0.0  # admissions per second over the last minute
+    now: float = 0.0  # server time of the read
 
     @property
     def waiting(self) -> int:
@@ -55,7 +56,7 @@ class AdmissionView:
         pipe.hgetall(self._keys.admit_state)
         pipe.hgetall(self._keys.admit_rate)
         pipe.time()
-        counts, state, buckets, (secs, _micros) = pipe.execute()
+        counts, state, buckets, (secs, micros) = pipe.execute()
         producers = set(self.producers_waiting())
         for name in (*counts, *state):
             kind, _, producer = str(name).partition(":")
@@ -76,7 +77,8 @@ class AdmissionView:
                 weight=float(weight) if weight else None,
                 pass_=float(state.get(f"pass:{producer}", 0)),
             )  # fmt: skip
-        return Lines(lines, float(state.get("v", 0)), _rate(buckets, int(secs)))
+        return Lines(lines, float(state.get("v", 0)), _rate(buckets, int(secs)),
+                     secs + micros / 1_000_000)
 
     def producers_waiting(self) -> list[str]:
         """The producers with jobs in a line, in name order (one read per producer)."""
@@ -106,16 +108,24 @@ class AdmissionView:
         pipe.zscore(line_key, member)
         pipe.zlexcount(  # type: ignore[no-untyped-call]
                 line_key, f"[{producer}|", f"({member}")
-        in_line, before = pipe.execute()
+        pipe.hgetall(self._keys.ledger)
+        in_line, before, ledger = pipe.execute()
         if in_line is None:
             return None  # admitted (its create is on the way) or not in a line yet
         lines = self.lines()
         mine = lines.lines.get(producer, Line())
         ahead = int(before) + _others_ahead(producer, int(before), lines)
         rate = lines.rate
-        return {"position": int(before) + 1, "ahead": ahead,
-                "producer_waiting": mine.waiting, "admission_rate": round(rate, 3),
-                "eta_seconds": round((ahead + 1) / rate, 1) if rate > 0 else None}  # fmt: skip
+        day = f"d{int(lines.now // 86400)}:{producer}"
+        queue: dict[str, Any] = {
+            "position": int(before) + 1, "ahead": ahead, "producer_waiting": mine.waiting,
+            "admission_rate": round(rate, 3),
+            "eta_seconds": round((ahead + 1) / rate, 1) if rate > 0 else None,
+        }  # fmt: skip
+        if f"{day}:held" in ledger:  # its producer's budget holds it until the next UTC day
+            queue["held"] = "budget_exhausted"
+            queue["eta_seconds"] = None
+        return queue
 
 
 def _others_ahead(producer: str, before: int, lines: Lines) -> int:

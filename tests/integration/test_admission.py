@@ -130,7 +130,8 @@ def test_a_budget_holds_its_producer_until_the_next_day(stack, producer, sandbox
                            for j in jobs) == 2, timeout=60)
     held = [j for j in jobs if producer.get(j)["state"] == "queued"]
     assert len(held) == 2
-    assert all(producer.get(j)["queue"]["position"] in (1, 2) for j in held)
+    assert sorted(producer.get(j)["queue"]["position"] for j in held) == [1, 2]
+    assert {producer.get(j)["queue"].get("held") for j in held} == {"budget_exhausted"}
     ledger = costs(stack, "--producer", "thrifty")
     assert ledger["thrifty"]["jobs"] == 2 and ledger["thrifty"]["credits"] == 2 * CHARGE
     assert ledger["thrifty"]["held_at"] is not None
