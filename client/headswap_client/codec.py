@@ -27,9 +27,10 @@ NUMERIC_FIELDS = (
     "charged",
 )
 JSON_FIELDS = ("request", "error", "field_errors", "metadata", "callback_task", "analysis_media")
-#: Bookkeeping kept on the record that producers never see: the fingerprint, and the
-#: job's trace context (W3C ``traceparent``; a callback carries it as a header).
-INTERNAL_FIELDS = ("fp", "traceparent")
+#: Bookkeeping kept on the record that producers never see: the fingerprint, the job's
+#: trace context (W3C ``traceparent``; a callback carries it as a header), its member of
+#: the admission line and whether its charge is Akool's final one.
+INTERNAL_FIELDS = ("fp", "traceparent", "line", "charge_final")
 #: Flags read back as booleans (stored ``1``/``0``).
 BOOL_FIELDS = ("maybe_charged", "stored_reused")
 
