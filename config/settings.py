@@ -198,6 +198,11 @@ class Settings:
     poll_batch_size: int = 50
     #: HEADSWAP_POLL_LEASE_SECONDS: a claimed remote task is not re-claimed before this.
     poll_lease_seconds: float = 60.0
+    #: HEADSWAP_POLL_CONCURRENCY: detail calls a worker process makes at once for its poll
+    #: batches (one thread pool per process, shared by its batches); 1 = one call at a
+    #: time per batch, in the task's own thread. The Akool client's connection pool gets
+    #: this many connections on top of HEADSWAP_HTTP_POOL_SIZE.
+    poll_concurrency: int = 32
     #: HEADSWAP_POLL_MIN_INTERVAL_SECONDS / _MAX_: bounds of the poll back-off.
     poll_min_interval_seconds: float = 2.0
     poll_max_interval_seconds: float = 60.0
@@ -298,6 +303,13 @@ class Settings:
     def slow_create_seconds(self) -> float:
         """How long a create may wait for its answer before its process sends no more."""
         return self.akool_slow_create_seconds or self.read_timeout / 2
+
+    @property
+    def akool_pool_size(self) -> int:
+        """Connections the Akool client keeps: one per worker thread
+        (``HEADSWAP_HTTP_POOL_SIZE``) plus one per poller thread, so no call waits for one
+        or opens a connection that is thrown away after it."""
+        return self.http_pool_size + (self.poll_concurrency if self.poll_concurrency > 1 else 0)
 
     @property
     def longest_call_seconds(self) -> float:
@@ -523,6 +535,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "poll_batch_size": env.int("POLL_BATCH_SIZE", d.poll_batch_size, validate=Range(1, 1000)),
         "poll_lease_seconds": env.float(
             "POLL_LEASE_SECONDS", d.poll_lease_seconds, validate=_POSITIVE
+        ),
+        "poll_concurrency": env.int(
+            "POLL_CONCURRENCY", d.poll_concurrency, validate=Range(1, 512)
         ),
         "poll_min_interval_seconds": env.float(
             "POLL_MIN_INTERVAL_SECONDS", d.poll_min_interval_seconds, validate=_POSITIVE

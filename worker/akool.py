@@ -95,7 +95,7 @@ class AkoolClient:
             client_secret=settings.akool_client_secret.get(),
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
-            pool_size=settings.http_pool_size,
+            pool_size=settings.akool_pool_size,
         )
 
     def __repr__(self) -> str:

@@ -63,15 +63,18 @@ def fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
 
 
 def poll_batch(rt: Runtime, members: list[str], due: list[float] | None = None) -> None:
+    """Poll each member once, ``HEADSWAP_POLL_CONCURRENCY`` at a time in this process
+    (:mod:`worker.poll_pool`); returns when every one is done. One that fails is logged and
+    does not stop the others: its lease brings it back."""
     due_at = _due_times(members, due)
-    for member in members:
-        try:
-            if member.startswith(analysis.MEMBER_PREFIX):
-                analysis.follow(rt, member)
-            else:
-                poll_job(rt, member, due_at=due_at.get(member))
-        except Exception:  # one bad member must not stop the batch; its lease retries it
-            log.exception("poll failed", extra={"member": member})
+
+    def poll_one(member: str) -> None:
+        if member.startswith(analysis.MEMBER_PREFIX):
+            analysis.follow(rt, member)
+        else:
+            poll_job(rt, member, due_at=due_at.get(member))
+
+    rt.poll_pool.run_each(poll_one, list(dict.fromkeys(members)))
 
 
 def _due_times(members: list[str], due: Any) -> dict[str, float]:
