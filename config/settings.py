@@ -198,6 +198,10 @@ class Settings:
     poll_batch_size: int = 50
     #: HEADSWAP_POLL_LEASE_SECONDS: a claimed remote task is not re-claimed before this.
     poll_lease_seconds: float = 60.0
+    #: HEADSWAP_POLL_MAX_CLAIM_PER_TICK: the most remote tasks one poll tick claims. Below
+    #: it a tick claims what is due, bounded by what the workers took since the previous
+    #: tick (:mod:`worker.poll_claim`); what is not claimed stays due for the next tick.
+    poll_max_claim_per_tick: int = 10_000
     #: HEADSWAP_POLL_CONCURRENCY: detail calls a worker process makes at once for its poll
     #: batches (one thread pool per process, shared by its batches); 1 = one call at a
     #: time per batch, in the task's own thread. The Akool client's connection pool gets
@@ -535,6 +539,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "poll_batch_size": env.int("POLL_BATCH_SIZE", d.poll_batch_size, validate=Range(1, 1000)),
         "poll_lease_seconds": env.float(
             "POLL_LEASE_SECONDS", d.poll_lease_seconds, validate=_POSITIVE
+        ),
+        "poll_max_claim_per_tick": env.int(
+            "POLL_MAX_CLAIM_PER_TICK", d.poll_max_claim_per_tick, validate=Range(1, 1_000_000)
         ),
         "poll_concurrency": env.int(
             "POLL_CONCURRENCY", d.poll_concurrency, validate=Range(1, 512)

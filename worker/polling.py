@@ -16,8 +16,9 @@ import logging
 from typing import Any
 
 from headswap_client import states
+from headswap_client.queues import POLL_QUEUE
 
-from worker import analysis, metrics, storing, tracing
+from worker import analysis, metrics, poll_claim, storing, tracing
 from worker.errors import AkoolError, AkoolFatal, AkoolNotFound
 from worker.notify import notify_now
 from worker.runtime import Runtime
@@ -48,18 +49,31 @@ def tick_runs(rt: Runtime) -> bool:
     return True
 
 
-def fan_out(rt: Runtime, *, max_batches: int = 20) -> int:
+def fan_out(rt: Runtime) -> int:
     """Claim due members and send them out as ``headswap.poll_batch`` messages, each
-    with the server time its members were due (``due``, for the poll-lag metric)."""
+    with the server time its members were due (``due``, for the poll-lag metric). How
+    many: what is due, up to :func:`worker.poll_claim.claim_limit` (about two ticks of
+    what the workers took). Returns the members claimed."""
     s = rt.settings
-    due = rt.store.claim_due_scored("poll", s.poll_lease_seconds,
-                                    s.poll_batch_size * max_batches)  # fmt: skip
-    for start in range(0, len(due), s.poll_batch_size):
-        batch = due[start : start + s.poll_batch_size]
-        rt.send("headswap.poll_batch", {"members": [m for m, _ in batch],
-                                        "due": [round(at, 3) for _, at in batch]},
-                queue="headswap.poll")  # fmt: skip
-    return len(due)
+    now, waiting, previous = rt.store.guards.fan_out_view(POLL_QUEUE)
+    limit = poll_claim.claim_limit(waiting=waiting, previous=previous, now=now,
+                                   tick=s.poll_tick_seconds, batch=s.poll_batch_size,
+                                   cap=s.poll_max_claim_per_tick)  # fmt: skip
+    claimed = sent = 0
+    while claimed < limit:
+        ask = min(limit - claimed, s.poll_batch_size * poll_claim.CHUNK_BATCHES)
+        due = rt.store.claim_due_scored("poll", s.poll_lease_seconds, ask)
+        for start in range(0, len(due), s.poll_batch_size):
+            batch = due[start : start + s.poll_batch_size]
+            rt.send("headswap.poll_batch", {"members": [m for m, _ in batch],
+                                            "due": [round(at, 3) for _, at in batch]},
+                    queue=POLL_QUEUE)  # fmt: skip
+            sent += 1
+        claimed += len(due)
+        if len(due) < ask:
+            break
+    rt.store.guards.fan_out_done(waiting + sent, now)
+    return claimed
 
 
 def poll_batch(rt: Runtime, members: list[str], due: list[float] | None = None) -> None:
