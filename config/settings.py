@@ -206,7 +206,7 @@ class Settings:
     #: batches (one thread pool per process, shared by its batches); 1 = one call at a
     #: time per batch, in the task's own thread. The Akool client's connection pool gets
     #: this many connections on top of HEADSWAP_HTTP_POOL_SIZE.
-    poll_concurrency: int = 32
+    poll_concurrency: int = 50
     #: HEADSWAP_POLL_MIN_INTERVAL_SECONDS / _MAX_: bounds of the poll back-off.
     poll_min_interval_seconds: float = 2.0
     poll_max_interval_seconds: float = 60.0
