@@ -147,9 +147,9 @@ class Settings:
     akool_breaker_pause_seconds: float = 5.0
     akool_breaker_pause_max_seconds: float = 60.0
     #: HEADSWAP_AKOOL_SLOW_CREATE_SECONDS: while one of a worker process's creates has
-    #: waited this long for its answer, that process sends no new create (0 = half the
-    #: read timeout). A create that slow is the first sign of a hung Akool, one read
-    #: timeout before the breaker can count it.
+    #: waited this long for its answer, that process sends no new create (0 = ten typical
+    #: answers, at least 0.25 s, at most half the read timeout). A create that slow is the
+    #: first sign of a hung Akool, one read timeout before the breaker can count it.
     akool_slow_create_seconds: float = 0.0
     #: HEADSWAP_RETRY_BACKOFF_MAX_SECONDS: cap of the exponential backoff between attempts.
     retry_backoff_max_seconds: int = 120

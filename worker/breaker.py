@@ -87,23 +87,36 @@ def read(store: JobStore) -> Gate:
 
 
 class OnTheWire:
-    """This process's creates waiting for their answer, by start time."""
+    """This process's creates waiting for their answer, by start time, and how long the
+    answered ones took (a moving average)."""
+
+    #: Answered creates before the average is trusted; its weight for each new answer.
+    MIN_SAMPLES = 20
+    ALPHA = 0.1
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._started: dict[int, float] = {}
         self._next = 0
+        self.answered = 0
+        self.typical = 0.0  # seconds: moving average of answered creates
 
     @contextmanager
     def sending(self) -> Iterator[None]:
         with self._lock:
             token, self._next = self._next, self._next + 1
             self._started[token] = time.monotonic()
+        answered = False
         try:
             yield
+            answered = True
         finally:
             with self._lock:
-                del self._started[token]
+                took = time.monotonic() - self._started.pop(token)
+                if answered:  # a create that failed (a timeout) says nothing of the norm
+                    self.answered += 1
+                    self.typical = took if self.answered == 1 else (
+                        self.typical + self.ALPHA * (took - self.typical))
 
     def longest_wait(self) -> float:
         """Seconds the oldest create on the wire has waited (0 with none)."""
@@ -111,16 +124,33 @@ class OnTheWire:
             oldest = min(self._started.values(), default=None)
         return 0.0 if oldest is None else time.monotonic() - oldest
 
+    def slow_after(self, ceiling: float) -> float:
+        """When a create on the wire counts as slow: ``SLOW_FACTOR`` times the typical
+        answer (at least ``SLOW_FLOOR_SECONDS``) once enough creates have answered, never
+        more than ``ceiling``. Against a sandbox answering in milliseconds a freeze is seen
+        in 0.25 s, not half a read timeout: fewer creates go into it."""
+        with self._lock:
+            known, typical = self.answered >= self.MIN_SAMPLES, self.typical
+        if not known:
+            return ceiling
+        return min(ceiling, max(SLOW_FLOOR_SECONDS, SLOW_FACTOR * typical))
 
+
+#: A create is slow after this many typical answers (and never before this many seconds).
+SLOW_FACTOR = 10.0
+SLOW_FLOOR_SECONDS = 0.25
 #: The creates of this process (one per worker process: threads share it).
 ON_THE_WIRE = OnTheWire()
 
 
 def slow_hold(settings: Settings, wire: OnTheWire = ON_THE_WIRE) -> float | None:
-    """Seconds to wait when one of this process's creates is slow to answer, else None."""
+    """Seconds to wait when one of this process's creates is slow to answer, else None.
+    Slow: past ``HEADSWAP_AKOOL_SLOW_CREATE_SECONDS`` when set, else past ten typical
+    answers of this process's creates, at most half the read timeout."""
     if not settings.akool_breaker_failures:
         return None
-    if wire.longest_wait() < settings.slow_create_seconds:
+    limit = settings.akool_slow_create_seconds or wire.slow_after(settings.slow_create_seconds)
+    if wire.longest_wait() < limit:
         return None
     return settings.slow_create_seconds / 2 + full_jitter(1.0)
 

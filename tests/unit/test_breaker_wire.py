@@ -56,3 +56,41 @@ def test_a_failed_create_leaves_the_wire():
     except TimeoutError:
         pass
     assert wire.longest_wait() == 0.0
+
+
+def test_a_process_that_knows_its_creates_answer_fast_sees_a_freeze_sooner():
+    wire = OnTheWire()
+    assert wire.slow_after(1.5) == 1.5  # nothing known yet: half the read timeout
+    for _ in range(OnTheWire.MIN_SAMPLES):
+        with wire.sending():
+            pass  # answered at once
+    assert wire.slow_after(1.5) == 0.25  # the floor: ten typical answers are less
+    entered, release = threading.Event(), threading.Event()
+
+    def send() -> None:
+        with wire.sending():
+            entered.set()
+            release.wait(5)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    entered.wait(5)
+    time.sleep(0.3)
+    held = slow_hold(settings(HEADSWAP_READ_TIMEOUT="3"), wire)  # ceiling 1.5 s, slow at 0.25
+    release.set()
+    sender.join()
+    assert held is not None
+
+
+def test_timeouts_do_not_teach_the_wire_that_creates_are_slow():
+    wire = OnTheWire()
+    for _ in range(OnTheWire.MIN_SAMPLES):
+        with wire.sending():
+            pass
+    for _ in range(5):
+        try:
+            with wire.sending():
+                raise TimeoutError
+        except TimeoutError:
+            pass
+    assert wire.answered == OnTheWire.MIN_SAMPLES and wire.slow_after(1.5) == 0.25
