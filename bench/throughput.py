@@ -180,7 +180,8 @@ def remote_done_times(sandbox: Any, remote_ids: Mapping[str, str],
             view = sandbox.task(remote_id)
         except Exception:
             return job_id, None
-        return job_id, view["detail"]["create_time"] / 1000 + processing_time
+        took = float(view.get("processing_seconds", processing_time))  # its own, if a spread
+        return job_id, view["detail"]["create_time"] / 1000 + took
     with ThreadPoolExecutor(4) as pool:
         return {j: t for j, t in pool.map(one, remote_ids.items()) if t is not None}
 
