@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from worker.cli import http_pool_env
 from worker.devstack.stack import Stack, sandbox_env
 
 #: The project root: child processes import ``bench.*`` from here.
@@ -45,6 +46,8 @@ class Cluster(Stack):
         self.others: dict[str, Any] = {}
 
     def start_workers(self, app: str, queues: str, count: int, concurrency: int) -> None:
+        if app != "worker.app":  # `headswap worker` sizes its HTTP pool itself
+            self.env.update(http_pool_env(concurrency, self.env))
         for index in range(count):
             self.start_worker(concurrency, f"bench{index}@%h", ["--include", PROBE],
                               queues=queues, app=app)
