@@ -122,8 +122,10 @@ class Settings:
     connect_timeout: float = 3.05
     #: HEADSWAP_READ_TIMEOUT: seconds to wait for an answer (failure on create = ambiguous).
     read_timeout: float = 30.0
-    #: HEADSWAP_HTTP_POOL_SIZE: connections kept per host in the client's pool.
-    http_pool_size: int = 16
+    #: HEADSWAP_HTTP_POOL_SIZE: connections kept per host in the client's pool. Left
+    #: unset, ``headswap worker -c N`` sets it to N (one per thread); 64 is the default
+    #: concurrency (worker/cli.py DEFAULT_CONCURRENCY) for the other processes.
+    http_pool_size: int = 64
     #: HEADSWAP_ALLOWED_MODELS: model_name values a job may ask for.
     allowed_models: tuple[str, ...] = ("akool-premium",)
 
