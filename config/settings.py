@@ -295,6 +295,9 @@ class Settings:
     log_format: str = "json"
     #: HEADSWAP_LOG_LEVEL
     log_level: str = "INFO"
+    #: HEADSWAP_TASK_EVENTS: Celery task events (for Flower or ``celery events``); four
+    #: broker messages per task, so off by default.
+    task_events: bool = False
 
     @property
     def slow_create_seconds(self) -> float:
@@ -618,6 +621,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "log_level": env.str(
             "LOG_LEVEL", d.log_level, validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
         ),
+        "task_events": env.bool("TASK_EVENTS", d.task_events),
     }
     problems = dict(env.file_errors)
     try:
