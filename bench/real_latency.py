@@ -21,12 +21,26 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import throughput
+from config.settings import load_settings
 from worker.cli import DEFAULT_CONCURRENCY, DEFAULT_POOL
+
+#: The production defaults the scenario runs at (what config/settings.py says).
+DEFAULTS = load_settings({"HEADSWAP_AKOOL_API_KEY": "unused"})
 
 LATENCY_S = 0.2
 PER_VIDEO_SECOND = 4.5
-#: Sixteen source videos from 20/3 s to 20 s (the sandbox's longest): 30 to 90 s of processing.
-DURATIONS = tuple(round(20 / 3 + k * (20 - 20 / 3) / 15, 3) for k in range(16))
+
+
+def spread(videos: int) -> tuple[float, ...]:
+    """``videos`` source videos evenly from 20/3 s to 20 s (the sandbox's longest): at
+    4.5 s per second of video, 30 to 90 s of processing."""
+    low, high = 20 / 3, 20.0
+    if videos <= 1:
+        return (high,)
+    return tuple(round(low + k * (high - low) / (videos - 1), 3) for k in range(videos))
+
+
+DURATIONS = spread(16)
 
 
 def sandbox_knobs(latency: float, per_video_second: float) -> dict[str, Any]:
@@ -53,7 +67,8 @@ def run(bench: throughput.Bench, jobs: int, *, naive_jobs: int | None = None,
         "latency_s": latency, "processing_spread_s": spread,
         "processing_per_video_second": per_video_second, "videos": len(durations),
         "pool": DEFAULT_POOL, "concurrency": concurrency,
-        "poll_floor_s": 2.0, "poll_tick_s": 2.0,  # the defaults (config/settings.py)
+        "poll_floor_s": DEFAULTS.poll_min_interval_seconds,
+        "poll_tick_s": DEFAULTS.poll_tick_seconds, "poll_batch_size": DEFAULTS.poll_batch_size,
         "project": project}
     n = jobs if naive_jobs is None else naive_jobs
     if n:

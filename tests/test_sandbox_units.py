@@ -89,7 +89,7 @@ def test_processing_can_follow_the_video_duration() -> None:
 
     rng = random.Random(1)
     spread = Knobs().updated({"processing_time": 0, "processing_per_video_second": 4.5})
-    # 30–90 s across videos of 6.7–20 s: a spread the worker's per-second estimate can follow
+    # 30 to 90 s across videos of 6.7 to 20 s: a spread the worker's estimate can follow
     assert processing_seconds(spread, rng, 20.0) == 90.0
     assert processing_seconds(spread, rng, 20 / 3) == pytest.approx(30.0)
     jitter = Knobs().updated({"processing_time": [1, 2], "processing_per_video_second": 3})

@@ -57,7 +57,9 @@ def new_session(base_url: str, pool_size: int, user_agent: str) -> requests.Sess
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.verify = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
     session.trust_env = False
     return session
 

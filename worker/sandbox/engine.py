@@ -451,7 +451,7 @@ class Engine:
 
 def processing_seconds(knobs: Knobs, rng: random.Random, video_duration: float) -> float:
     """How long a new task takes: a draw from ``processing_time`` plus
-    ``processing_per_video_second`` × the source video's duration."""
+    ``processing_per_video_second`` times the source video's duration."""
     return draw_span(rng, knobs.processing_time) + knobs.processing_per_video_second * float(
         video_duration
     )

@@ -259,7 +259,7 @@ class JobStore(ClientStore):
             pipe.zrem(self.keys.schedule("outbox"), job_id)
             pipe.time()
             _, _, (seconds, micros) = pipe.execute()
-        return float(seconds) + micros / 1_000_000
+        return float(seconds) + float(micros) / 1_000_000
 
     def pending_count(self) -> int:
         return cast(int, self._redis.zcard(self.keys.schedule("poll")))
