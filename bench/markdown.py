@@ -34,7 +34,8 @@ def write_markdown(results: Mapping[str, Any], path: Path, png_name: str) -> Non
     parts = [header(results), targets(results), throughput(results, png_name),
              where_time_goes(results), real_latency(results), poll_timing(results),
              throughput_slow(results),
-             schedule(results), rate_limit(results), copy_memory(results), findings(results),
+             schedule(results), rate_limit(results), copy_memory(results),
+             capacity_section(results), findings(results),
              settings(results), reproducing()]
     path.write_text("\n\n".join(p.strip() for p in parts if p).rstrip() + "\n")
 
@@ -655,6 +656,17 @@ copy buffer. Bounded means a Python peak under 8 buffers, whatever the file's si
 
 {md_table(["file bytes", "buffer bytes", "×", "Python peak bytes", "peak / buffer",
            "RSS growth bytes", "MB/s", "SHA-256 ok", "bounded"], rows)}"""
+
+def capacity_section(results: Mapping[str, Any]) -> str:
+    from bench import capacity
+
+    cap = results.get("capacity")
+    if not cap:
+        return ""
+    return ("## 7. Capacity planning (from this run)\n\n"
+            "How the table is made: `bench/capacity.py` (docs/OPERATIONS.md *Capacity "
+            "planning* explains it and gives the KEDA settings).\n\n" + capacity.markdown(cap))
+
 
 FINDINGS: list[tuple[str, str, str]] = [
     ("1", "The notify task (`worker/polling.py`, `_finish`)",

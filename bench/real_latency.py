@@ -77,6 +77,7 @@ def run(bench: throughput.Bench, jobs: int, *, naive_jobs: int | None = None,
             one, n, processing_time=longest, duration=durations, poll_seconds=1.0,
             timing={}, then=knobs,
             name=f"naive 1 s poll (1 process, -P threads -c {concurrency})")
+    bench.sandbox.reset(reset_config=True)  # no latency left for the scenarios after
     for row in (out["project"], out.get("naive")):
         if row:
             row["worker_cpu_ms_per_job"] = row["cpu_ms_per_job"].get("worker")

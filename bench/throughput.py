@@ -334,7 +334,7 @@ def run_naive(bench: Bench, n: int, *, processing_time: float = 0.0,
     """``then``: sandbox knobs set after the warm-up (which runs at zero processing time
     when they are given), e.g. a latency and a processing spread."""
     sb = bench.sandbox
-    sb.reset()
+    sb.reset(reset_config=True)  # knobs a previous scenario set after its warm-up, too
     sb.config(processing_time=0.0 if then else processing_time, analysis_time=0.05,
               webhooks=False)
     videos = durations_of(bench, duration)
@@ -405,7 +405,7 @@ def run_minimal(bench: Bench, n: int, *, duration: float = 4.0,
     from bench import minimal_client as minimal_meta
 
     sb = bench.sandbox
-    sb.reset()
+    sb.reset(reset_config=True)  # knobs a previous scenario set after its warm-up, too
     sb.config(processing_time=0.0, analysis_time=0.05, webhooks=False)
     videos = durations_of(bench, duration)
     for i, seconds in enumerate(videos):  # Akool's analysis of each source, before the clock
@@ -486,7 +486,7 @@ def run_project(bench: Bench, n: int, *, webhook: bool, processing_time: float =
 
     name = name or f"headswap, webhook {'on' if webhook else 'off'}"
     sb = bench.sandbox
-    sb.reset()
+    sb.reset(reset_config=True)  # knobs a previous scenario set after its warm-up, too
     sb.config(processing_time=0.0 if then else processing_time, analysis_time=0.05,
               webhooks=webhook)
     videos = durations_of(bench, duration)

@@ -55,7 +55,8 @@ def test_every_throughput_scenario_ran_and_the_project_finished_every_job_once(q
         run = tp[name]
         assert run["duplicate_creates"] == 0, name
         assert run["create_per_job"] == 1.0, name
-        assert run["latency_p50_s"] is not None and run["latency_p50_s"] >= 0, name
+        if name != "minimal":  # its tasks keep no record of their remote task
+            assert run["latency_p50_s"] is not None and run["latency_p50_s"] >= 0, name
     assert tp["project_webhook_off"]["detail_per_job"] >= 1.0  # polled to the end
     # The webhook did the work; each delivery cost one detail call, its confirmation
     # (issue 11: a delivery is a hint, not the truth).
