@@ -90,8 +90,8 @@ class Plan:
     rate_worker_jobs: int = 300
 
 
-QUICK = Plan(noop_jobs=300, naive_jobs=120, minimal_jobs=200, project_jobs=200, real_jobs=60,
-             real_naive_jobs=30, real_per_video_second=0.25, real_latency_s=0.05,
+QUICK = Plan(noop_jobs=300, naive_jobs=120, minimal_jobs=200, project_jobs=200, real_jobs=40,
+             real_naive_jobs=20, real_per_video_second=0.15, real_latency_s=0.05,
              real_videos=4, copy_row=False,
              poll_jobs=30,
              poll_estimate_s=1.5, poll_processing=(("matched", 1.5),), slow_jobs=0,
