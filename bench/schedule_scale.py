@@ -195,6 +195,83 @@ return count
 """
 
 
+#: The event stream filled to its cap (entries shaped like the three transitions of a
+#: pending job), and the idempotency keys of ``count`` clones dropped: what each costs at
+#: the largest size, measured rather than extrapolated.
+FILL_STREAM_LUA = """
+local key, entries, maxlen = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local states = {'queued', 'submitting', 'submitted'}
+for n = 1, entries do
+  local k = (n - 1) % 3 + 1
+  local job = string.format('%032x', math.floor((n - 1) / 3))
+  if k == 3 then  -- submitted carries the remote id
+    redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'job_id', job, 'state', states[k],
+               'previous', states[k - 1], 'at', '1790000000.123456',
+               'remote_id', string.sub(job, 1, 24))
+  else
+    redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'job_id', job, 'state', states[k],
+               'previous', k == 1 and '' or states[k - 1], 'at', '1790000000.123456')
+  end
+end
+return redis.call('XLEN', key)
+"""
+DROP_KEYS_LUA = """
+local templates = cjson.decode(ARGV[1])
+local first, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local jp, rp = ARGV[4], ARGV[5]
+local dropped = 0
+for n = first, first + count - 1 do
+  local ids = {job = jp .. string.format('%08x', n), remote = rp .. string.format('%08x', n),
+               idem = 'order-' .. string.format('%09d', n)}
+  for _, t in ipairs(templates) do
+    local key = t
+    if type(t) ~= 'string' then
+      local out = {}
+      for i, seg in ipairs(t) do
+        if i % 2 == 1 then out[i] = seg else out[i] = ids[seg] end
+      end
+      key = table.concat(out)
+    end
+    dropped = dropped + redis.call('DEL', key)
+  end
+end
+return dropped
+"""
+
+
+def stream_and_idempotency(r: redis.Redis, rt: Any, cloner: Cloner) -> dict[str, Any]:
+    """At the largest size: the event stream at its cap (measured), then the clones'
+    idempotency keys dropped (what they cost per job, the main and expiry dicts
+    included). Leaves the stream empty and the keys gone."""
+    from headswap_client.store import EVENTS_MAXLEN
+
+    key = rt.store.keys.events
+    r.delete(key)
+    before = used_memory(r)
+    fill = r.register_script(FILL_STREAM_LUA)
+    length = 0
+    for start in range(0, EVENTS_MAXLEN, 50_000):
+        length = int(fill(keys=[key], args=[min(50_000, EVENTS_MAXLEN - start), EVENTS_MAXLEN]))
+    stream_bytes = used_memory(r) - before
+    r.delete(key)
+    templates = [json.loads(cloner.spec)["own"][i]["key"]
+                 for i, e in enumerate(cloner.footprint.own)
+                 if cloner.footprint.tokens["idem"] in e["key"]]
+    clones = cloner.next - 1
+    idem_bytes = 0.0
+    if templates and clones:
+        before = used_memory(r)
+        drop = r.register_script(DROP_KEYS_LUA)
+        for first in range(1, clones + 1, CHUNK):
+            drop(args=[json.dumps(templates), first, min(CHUNK, clones + 1 - first),
+                       cloner.job_prefix, cloner.remote_prefix])
+        idem_bytes = (before - used_memory(r)) / clones
+    return {"pending": len(cloner.members), "stream_entries": length,
+            "stream_mb": round(stream_bytes / 2**20, 1),
+            "stream_bytes_per_job": round(stream_bytes / len(cloner.members), 1),
+            "idempotency_bytes_per_job": round(idem_bytes, 1)}
+
+
 def split_template(text: str, tokens: Mapping[str, str]) -> str | list[str]:
     """``text`` as Lua's ``fill`` takes it: the text itself when no token is in it, else
     alternating literal parts and token names (``[lit, "job", lit, ...]``)."""
@@ -413,6 +490,17 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
                    xx=True)
 
         result["profile"] = profile(lambda: tick(rt), setup=make_due)
+    at_size = stream_and_idempotency(r, rt, cloner)
+    last = rows[-1]
+    at_size["bytes_per_job"] = last["bytes_per_job"]
+    at_size["with_stream_bytes_per_job"] = round(
+        last["bytes_per_job"] + at_size["stream_bytes_per_job"], 1)
+    at_size["without_idempotency_bytes_per_job"] = round(
+        last["bytes_per_job"] - at_size["idempotency_bytes_per_job"], 1)
+    result["at_largest"] = at_size
+    log(f"  at {at_size['pending']:,}: stream at its cap {at_size['stream_mb']} MB "
+        f"({at_size['stream_bytes_per_job']} B/job), idempotency keys "
+        f"{at_size['idempotency_bytes_per_job']} B/job")
     result["listpack_variant"] = listpack_variant(r, rt, footprint, min(sizes[-1], 10_000))
     r.flushdb()
     r.close()
