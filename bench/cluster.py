@@ -39,8 +39,11 @@ class Cluster(Stack):
     itself: a variable set on it before a process starts reaches that process)."""
 
     def __init__(self, redis_url: str, env: dict[str, str]) -> None:
-        super().__init__({**env, "HEADSWAP_REDIS_URL": redis_url},
-                         Path(tempfile.mkdtemp(prefix="bench-")), cwd=ROOT)
+        workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+        # The default output copy (a local directory), one of its own per scenario: gone
+        # with the scenario, never shared with other runs on the machine.
+        env.setdefault("HEADSWAP_STORAGE_URL", (workdir / "outputs").as_uri())
+        super().__init__({**env, "HEADSWAP_REDIS_URL": redis_url}, workdir, cwd=ROOT)
         env["HEADSWAP_REDIS_URL"] = redis_url
         self.env = env
         self.others: dict[str, Any] = {}
