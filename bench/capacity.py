@@ -56,7 +56,7 @@ def compute(results: Mapping[str, Any]) -> dict[str, Any] | None:
                 "latency_s": latency, "webhook": webhook,
                 "jobs_per_s_per_pod": round(rate, 1),
                 "bound": "threads" if by_threads < by_cpu else "CPU",
-                "pods": {n: max(MIN_PODS, math.ceil(n / 3600 / rate)) for n in JOBS_PER_HOUR},
+                "pods": {str(n): max(MIN_PODS, math.ceil(n / 3600 / rate)) for n in JOBS_PER_HOUR},
             })
     sc = results.get("schedule_scale", {})
     per_job = (sc.get("rows") or [{}])[-1].get("bytes_per_job")
@@ -81,7 +81,7 @@ def markdown(cap: Mapping[str, Any]) -> str:
     from bench.report import md_table
 
     rows = [(f"{r['latency_s']:g} s", r["webhook"], f"{r['jobs_per_s_per_pod']:,.0f}",
-             r["bound"], *(f"{r['pods'][n]:,}" for n in JOBS_PER_HOUR))
+             r["bound"], *(f"{r['pods'][str(n)]:,}" for n in JOBS_PER_HOUR))
             for r in cap["rows"]]
     pods = md_table(["Akool latency", "webhook", "jobs/s per pod", "bound by",
                      *(f"pods for {n:,}/h" for n in JOBS_PER_HOUR)], rows)

@@ -161,12 +161,21 @@ def why_minimal(results: Mapping[str, Any]) -> str:
 def why_creates(results: Mapping[str, Any]) -> str:
     rl = results.get("real_latency", {})
     p = rl.get("project", {})
+    other, service = p.get("other_cpu_ms_per_job") or 0, p.get("service_cpu_ms_per_job") or 0
+    busy = ""
+    if other > 0.5 * service:
+        busy = (f" Other processes on the machine used {fmt(other)} ms of CPU per job during "
+                f"this run against {fmt(service)} ms for the whole service (CPU use "
+                f"{fmt(p.get('cpu_utilisation'))} of {rl.get('cpus', 2)} cores): the worker "
+                "got a fraction of a core, so this figure measures the machine's load more "
+                "than the worker (docs/OPERATIONS.md *Pool and concurrency* has the sweep "
+                "on a quieter machine).")
     return (f"**Creates per second.** One process at -P {rl.get('pool')} -c "
             f"{rl.get('concurrency')} made {fmt(p.get('creates_per_s'), 1)} creates/s; with "
             f"{fmt(rl.get('latency_s'), 2)} s a call a thread makes at most "
             f"{fmt(1 / max(1e-9, rl.get('latency_s') or 1), 1)} creates/s, so the bound is the "
             f"threads (or the GIL: worker CPU {fmt(p.get('worker_cpu_ms_per_job'))} ms per job "
-            "on a core shared with everything else of the run).")
+            "on a core shared with everything else of the run)." + busy)
 
 
 def why_real_detail(results: Mapping[str, Any]) -> str:
@@ -351,7 +360,7 @@ def throughput(results: Mapping[str, Any], png_name: str) -> str:
 One producer process enqueues the jobs as fast as it can while the workers run them; the
 clock runs from the first enqueue to the last completion signal. Side by side, each with its
 own fresh workers on the same Redis and the same Celery settings (`config/celery.py`: JSON,
-acks late, prefetch 1, task events on, threads pool):
+acks late, prefetch 1, task events off unless `HEADSWAP_TASK_EVENTS`, threads pool):
 
 - **celery no-op (ceiling)**: `bench/noop_app.py`, a task that does nothing, sent with
   `send_task`. Nothing built on Celery can run jobs faster. (The workers alone drain a full
