@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from worker.cli import http_pool_env
 from worker.devstack.stack import Stack, sandbox_env
 
 #: The project root: child processes import ``bench.*`` from here.
@@ -38,13 +39,18 @@ class Cluster(Stack):
     itself: a variable set on it before a process starts reaches that process)."""
 
     def __init__(self, redis_url: str, env: dict[str, str]) -> None:
-        super().__init__({**env, "HEADSWAP_REDIS_URL": redis_url},
-                         Path(tempfile.mkdtemp(prefix="bench-")), cwd=ROOT)
+        workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+        # The default output copy (a local directory), one of its own per scenario: gone
+        # with the scenario, never shared with other runs on the machine.
+        env.setdefault("HEADSWAP_STORAGE_URL", (workdir / "outputs").as_uri())
+        super().__init__({**env, "HEADSWAP_REDIS_URL": redis_url}, workdir, cwd=ROOT)
         env["HEADSWAP_REDIS_URL"] = redis_url
         self.env = env
         self.others: dict[str, Any] = {}
 
     def start_workers(self, app: str, queues: str, count: int, concurrency: int) -> None:
+        if app != "worker.app":  # `headswap worker` sizes its HTTP pool itself
+            self.env.update(http_pool_env(concurrency, self.env))
         for index in range(count):
             self.start_worker(concurrency, f"bench{index}@%h", ["--include", PROBE],
                               queues=queues, app=app)

@@ -15,10 +15,16 @@ from bench.report import (
     COMPACT_HASH_ENCODINGS,
     LATENCY_TOLERANCE,
     TARGET_BYTES_PER_JOB,
+    TARGET_CREATES_PER_S,
     TARGET_DETAIL_PER_JOB,
+    TARGET_RATIO_MINIMAL,
+    TARGET_REAL_DETAIL_PER_JOB,
+    TARGET_SIGNAL_SLACK_S,
+    TARGET_TICK_MS,
     fmt,
     md_table,
     ratio,
+    runs,
 )
 
 ROLES = ("worker", "beat", "webhook", "sandbox", "redis", "producer")
@@ -26,9 +32,10 @@ ROLES = ("worker", "beat", "webhook", "sandbox", "redis", "producer")
 
 def write_markdown(results: Mapping[str, Any], path: Path, png_name: str) -> None:
     parts = [header(results), targets(results), throughput(results, png_name),
-             where_time_goes(results), poll_timing(results), throughput_slow(results),
-             schedule(results), rate_limit(results), copy_memory(results),
-             poll_lag(results), findings(results), settings(results), reproducing()]
+             where_time_goes(results), real_latency(results), poll_timing(results),
+             throughput_slow(results), schedule(results), rate_limit(results),
+             copy_memory(results), poll_lag(results), capacity_section(results),
+             findings(results), settings(results), reproducing()]
     path.write_text("\n\n".join(p.strip() for p in parts if p).rstrip() + "\n")
 
 
@@ -55,9 +62,9 @@ def header(results: Mapping[str, Any]) -> str:
     quick = ("\n\n> **Quick mode** (`--quick`): tiny sizes for the smoke test; the figures "
              "are not meaningful.") if meta.get("quick") else ""
     noisy = ""
-    runs = list(results.get("throughput", {}).values())
+    rows = list(runs(results.get("throughput", {})).values())
     others = [r["other_cpu_ms_per_job"] / max(1e-9, total_cpu(r) + r["other_cpu_ms_per_job"])
-              for r in runs if r.get("cpu_ms_per_job")]
+              for r in rows if r.get("cpu_ms_per_job")]
     if others and max(others) > 0.10:
         noisy = (f"\n\n> Other processes used up to {max(others):.0%} of the CPU during the timed "
                  "windows (column *other processes* below): the throughput figures are lower "
@@ -85,7 +92,7 @@ def targets(results: Mapping[str, Any]) -> str:
     rows = [(t["target"], t["value"], "**met**" if t["met"] else "**not met**")
             for t in results.get("targets", [])]
     missed = [t for t in results.get("targets", []) if not t["met"]]
-    out = ["## Targets of issue #6", md_table(["target", "measured", ""], rows)]
+    out = ["## Targets of issues #6 and #16", md_table(["target", "measured", ""], rows)]
     if missed:
         reasons = list(dict.fromkeys(why(t["target"], results) for t in missed))
         out.append("Why the targets marked *not met* are not met:")
@@ -94,6 +101,16 @@ def targets(results: Mapping[str, Any]) -> str:
 
 
 def why(target: str, results: Mapping[str, Any]) -> str:
+    if "minimal Akool client" in target:
+        return why_minimal(results)
+    if target.startswith("real latency: ≥"):
+        return why_creates(results)
+    if target.startswith("real latency: ≤"):
+        return why_real_detail(results)
+    if target.startswith("real latency: remote done"):
+        return why_signal_latency(results)
+    if target.startswith("beat tick"):
+        return why_tick(results)
     if "Celery ceiling" in target:
         return why_ceiling(results)
     if "naive" in target:
@@ -106,6 +123,104 @@ def why(target: str, results: Mapping[str, Any]) -> str:
         return ("The first poll comes later than the task's completion or finds it "
                 "unfinished; see section 2.")
     return f"{target}: see the section below."
+
+
+def why_minimal(results: Mapping[str, Any]) -> str:
+    tp = results.get("throughput", {})
+    minimal, off = tp.get("minimal"), tp.get("project_webhook_off")
+    if not minimal or not off:
+        return "Minimal client: not measured."
+    cm, co = minimal["cpu_ms_per_job"], off["cpu_ms_per_job"]
+    diff = {role: (co.get(role) or 0) - (cm.get(role) or 0) for role in ROLES}
+    extra = total_cpu(off) - total_cpu(minimal)
+    prof = results.get("profile", {}).get("workers")
+    own = ""
+    if prof and prof.get("by_library"):
+        worker = co.get("worker") or 0
+        parts = [(lib, share(prof, lib)) for lib in (
+            "Redis client (store, Lua, limiter)", "validation (marshmallow)", "our code",
+            "JSON", "metrics (prometheus)", "signal receivers")]
+        own = (" Inside the project's workers (profile below), the parts the minimal client "
+               "does not have: " + ", ".join(
+                   f"{lib} {fmt(pct, 0)} % (≈ {fmt(worker * pct / 100)} ms)" for lib, pct in parts
+                   if pct >= 0.5) + ".")
+    allowed = total_cpu(minimal) / TARGET_RATIO_MINIMAL
+    return (f"**Minimal Akool client.** Both saturate the two cores, so the ratio is the "
+            f"inverse ratio of CPU per job: the minimal client costs {fmt(total_cpu(minimal))} "
+            f"ms per job (one Celery task, the two HTTP calls and the sandbox answering them), "
+            f"this project {fmt(total_cpu(off))} ms, {fmt(extra)} ms more: "
+            + ", ".join(f"{role} {diff[role]:+.2f}" for role in ROLES if abs(diff[role]) >= 0.05)
+            + f" ms. {TARGET_RATIO_MINIMAL:g} allows "
+            f"{fmt(allowed)} ms per job, {fmt(allowed - total_cpu(minimal))} ms above the "
+            "minimal client, for validation, the exactly-once state machine "
+            f"(lock, record, schedule, outbox: Lua transitions and Redis round trips), the "
+            f"poll batch and the notification.{own} Most of it is on the submit path "
+            f"(`worker/submission.py`, `worker/jobs.py`, the Lua scripts) and the poll path "
+            f"(`worker/polling.py`), whose cuts are listed in the findings.")
+
+
+def why_creates(results: Mapping[str, Any]) -> str:
+    rl = results.get("real_latency", {})
+    p = rl.get("project", {})
+    other, service = p.get("other_cpu_ms_per_job") or 0, p.get("service_cpu_ms_per_job") or 0
+    busy = ""
+    if other > 0.5 * service:
+        busy = (f" Other processes on the machine used {fmt(other)} ms of CPU per job during "
+                f"this run against {fmt(service)} ms for the whole service (CPU use "
+                f"{fmt(p.get('cpu_utilisation'))} of {rl.get('cpus', 2)} cores): the worker "
+                "got a fraction of a core, so this figure measures the machine's load more "
+                "than the worker (docs/OPERATIONS.md *Pool and concurrency* has the sweep "
+                "on a quieter machine).")
+    return (f"**Creates per second.** One process at -P {rl.get('pool')} -c "
+            f"{rl.get('concurrency')} made {fmt(p.get('creates_per_s'), 1)} creates/s; with "
+            f"{fmt(rl.get('latency_s'), 2)} s a call a thread makes at most "
+            f"{fmt(1 / max(1e-9, rl.get('latency_s') or 1), 1)} creates/s, so the bound is the "
+            f"threads (or the GIL: worker CPU {fmt(p.get('worker_cpu_ms_per_job'))} ms per job "
+            "on a core shared with everything else of the run)." + busy)
+
+
+def why_real_detail(results: Mapping[str, Any]) -> str:
+    p = results.get("real_latency", {}).get("project", {})
+    return (f"**Detail calls at real latency.** {fmt(p.get('detail_per_job'), 2)} per job: a "
+            "first poll that finds the task unfinished (an estimate below Akool's processing "
+            "time) costs one more each time.")
+
+
+def why_signal_latency(results: Mapping[str, Any]) -> str:
+    rl = results.get("real_latency", {})
+    p = rl.get("project", {})
+    batch, lat = rl.get("poll_batch_size") or 50, rl.get("latency_s") or 0
+    return (f"**Signal latency at real latency.** p50 {fmt(p.get('latency_p50_s'), 2)} s, p99 "
+            f"{fmt(p.get('latency_p99_s'), 2)} s against a bound of "
+            f"{fmt((rl.get('poll_floor_s') or 0) + TARGET_SIGNAL_SLACK_S, 1)} s. A due job waits "
+            f"for the next tick (≤ {fmt(rl.get('poll_tick_s'), 0)} s), then its place in a "
+            f"`poll_batch`: a batch makes its {batch} detail calls one after another "
+            f"(`worker/polling.py`, `poll_batch`), {batch} × {fmt(lat, 2)} s = "
+            f"{fmt(batch * lat, 1)} s per batch, so the last job of a batch is signalled about "
+            f"{fmt(batch * lat, 0)} s after the first; the output copy "
+            "(`headswap.store_output`, the default) adds one more task before `succeeded`. "
+            "Concurrent detail calls within a batch (issue #16 part 3, another branch) take the "
+            "batch to about one call's latency.")
+
+
+def why_tick(results: Mapping[str, Any]) -> str:
+    rows = results.get("schedule_scale", {}).get("rows", [])
+    if not rows:
+        return "Tick: not measured."
+    last = rows[-1]
+    tick = last["tick_full"]
+    prof = results.get("schedule_scale", {}).get("profile") or {}
+    spent = ", ".join(f"{lib} {pct} %" for lib, pct in prof.get("by_library", []) if pct >= 5)
+    return (f"**Tick at {last['pending']:,} pending.** p50 {fmt(tick['p50_ms'])} ms, p95 "
+            f"{fmt(tick['p95_ms'])} ms (of which the claim, one Lua call, "
+            f"{fmt(tick['claim_p50_ms'])} ms) against {TARGET_TICK_MS:g} ms; smaller sizes: "
+            + ", ".join(f"{r['pending']:,}: {fmt(r['tick_full']['p50_ms'])} ms "
+                        f"(claim {fmt(r['tick_full']['claim_p50_ms'])})" for r in rows[:-1])
+            + (f". Where a tick's time goes: {spent}" if spent else "")
+            + ". The claim grows with the schedule (O(log N) per member, and a bigger "
+            "zset misses the CPU caches more); the rest is publishing the poll batches, the "
+            "same at every size; a p95 far above the p50 is other load on the machine (the "
+            "*other processes* column).")
 
 
 def why_ceiling(results: Mapping[str, Any]) -> str:
@@ -257,16 +372,18 @@ def why_poll_lag(results: Mapping[str, Any]) -> str:
 # --- sections --------------------------------------------------------------------------
 
 def throughput(results: Mapping[str, Any], png_name: str) -> str:
-    tp = results.get("throughput", {})
+    tp = runs(results.get("throughput", {}))
     if not tp:
         return ""
     noop, naive = tp.get("noop", {}), tp.get("naive", {})
+    minimal = tp.get("minimal", {})
     on = tp.get("project_webhook_on", {})
     rows = []
     for run in tp.values():
         rss = run["peak_rss_mb"].get("worker", [])
         rows.append((run["name"], run["succeeded"], fmt(run["jobs_per_s"], 1),
                      fmt(ratio(run["jobs_per_s"], noop.get("jobs_per_s")), 3),
+                     fmt(ratio(run["jobs_per_s"], minimal.get("jobs_per_s")), 3),
                      fmt(ratio(run["jobs_per_s"], naive.get("jobs_per_s")), 2),
                      fmt(run["create_per_job"], 2), fmt(run["detail_per_job"], 2),
                      fmt(run["latency_p50_s"], 3), fmt(run["latency_p99_s"], 3),
@@ -288,7 +405,7 @@ def throughput(results: Mapping[str, Any], png_name: str) -> str:
 One producer process enqueues the jobs as fast as it can while the workers run them; the
 clock runs from the first enqueue to the last completion signal. Side by side, each with its
 own fresh workers on the same Redis and the same Celery settings (`config/celery.py`: JSON,
-acks late, prefetch 1, task events on, threads pool):
+acks late, prefetch 1, task events off unless `HEADSWAP_TASK_EVENTS`, threads pool):
 
 - **celery no-op (ceiling)**: `bench/noop_app.py`, a task that does nothing, sent with
   `send_task`. Nothing built on Celery can run jobs faster. (The workers alone drain a full
@@ -297,9 +414,17 @@ acks late, prefetch 1, task events on, threads pool):
 - **naive worker**: `bench/naive_worker.py`, one Celery task per job that analyses the
   source once, creates, then polls itself with `retry(countdown=1)` and fires the same
   signal.
+- **minimal Akool client (the fair ceiling)**: `bench/minimal_client.py`, one Celery task
+  per job that makes the create and the detail call over the project's own HTTP session
+  (`worker.akool.new_session`: same pool, timeouts, headers) and fires the same signal;
+  nothing else (no validation, no state, no exactly-once guard). Sources are analysed
+  before the clock starts. Any Akool client on Celery pays at least this.
 - **headswap**: `Producer.submit` to the `job_succeeded` signal (recorded by
   `bench/signal_probe.py`, loaded with `--include` as a producer's receiver would be), with
-  beat; webhook off (polling) and on (the sandbox delivers to `headswap webhook`).
+  beat; webhook off (polling) and on (the sandbox delivers to `headswap webhook`). These
+  rows run with `HEADSWAP_STORAGE_URL=none`, so they make the same Akool calls as the
+  others; the row *outputs copied* runs the default (each finished video copied to a local
+  directory by `headswap.store_output` before `succeeded`) and shows what the copy costs.
 
 All jobs use four source videos: each scenario first runs one job per video, which
 analyses it (Akool's person analysis is required before a create and is cached per URL in
@@ -310,7 +435,7 @@ has its own face image, so the sandbox's duplicate check sees every job apart.
 remote task's completion at the sandbox to the signal; with every job enqueued at once it
 includes waiting behind the backlog (the unloaded latency is in section 2).
 
-{md_table(["scenario", "jobs", "jobs/s", "÷ ceiling", "÷ naive", "create/job",
+{md_table(["scenario", "jobs", "jobs/s", "÷ ceiling", "÷ minimal client", "÷ naive", "create/job",
            "detail/job", "latency p50 s", "latency p99 s", "peak RSS per worker MB"], rows)}
 
 Duplicate creates (sandbox fingerprints): {dups}.{race}
@@ -319,7 +444,7 @@ Duplicate creates (sandbox fingerprints): {dups}.{race}
 
 
 def where_time_goes(results: Mapping[str, Any]) -> str:
-    tp = results.get("throughput", {})
+    tp = runs(results.get("throughput", {}))
     if not tp:
         return ""
     rows = []
@@ -357,6 +482,66 @@ def where_time_goes(results: Mapping[str, Any]) -> str:
     elif prof and prof.get("error"):
         out.append(f"The py-spy profile could not be taken: {prof['error']}")
     return "\n\n".join(out)
+
+
+def real_latency(results: Mapping[str, Any]) -> str:
+    rl = results.get("real_latency")
+    if not rl or not rl.get("project"):
+        return ""
+    rows = []
+    for r in (rl["project"], rl.get("naive")):
+        if not r:
+            continue
+        rows.append((r["name"], r["succeeded"], fmt(r.get("creates_per_s"), 1),
+                     fmt(r.get("all_created_after_s"), 1), fmt(r["detail_per_job"], 2),
+                     fmt(r["latency_p50_s"], 2), fmt(r["latency_p99_s"], 2),
+                     fmt(r.get("worker_cpu_ms_per_job")), fmt(r["service_cpu_ms_per_job"]),
+                     " / ".join(fmt(x, 0) for x in r["peak_rss_mb"].get("worker", [])),
+                     fmt(r["seconds"], 1)))
+    p, nv = rl["project"], rl.get("naive") or {}
+    low, high = rl["processing_spread_s"]
+    per_s = rl["processing_per_video_second"]
+    bound = rl["poll_floor_s"] + TARGET_SIGNAL_SLACK_S
+    verdict = (f"Targets: ≥ {TARGET_CREATES_PER_S:g} creates/s per process "
+               f"({'met' if (p.get('creates_per_s') or 0) >= TARGET_CREATES_PER_S else 'not met'}),"
+               f" ≤ {TARGET_REAL_DETAIL_PER_JOB:g} detail calls per job "
+               f"({'met' if p['detail_per_job'] <= TARGET_REAL_DETAIL_PER_JOB else 'not met'}), "
+               f"remote done → signal p99 ≤ {bound:g} s "
+               f"({'met' if (p.get('latency_p99_s') or 1e9) <= bound else 'not met'}: "
+               + why_signal_latency(results).split("**", 2)[-1].strip() + ")"
+               if (p.get("latency_p99_s") or 1e9) > bound else
+               f"Targets: ≥ {TARGET_CREATES_PER_S:g} creates/s per process, ≤ "
+               f"{TARGET_REAL_DETAIL_PER_JOB:g} detail calls per job, p99 ≤ {bound:g} s: see "
+               "the targets table.")
+    naive_text = ""
+    if nv:
+        naive_text = (f" The naive worker at the same concurrency made "
+                      f"{fmt(nv.get('creates_per_s'), 1)} creates/s and "
+                      f"{fmt(nv['detail_per_job'], 2)} detail calls per job, each a Celery "
+                      f"round trip: {fmt(nv.get('worker_cpu_ms_per_job'))} ms of worker CPU per "
+                      f"job against {fmt(p.get('worker_cpu_ms_per_job'))}.")
+    return f"""## 1b. Real latency (issue #16)
+
+Akool as users see it: the sandbox answers every API call after {fmt(rl['latency_s'], 2)} s
+and takes {fmt(rl['processing_per_video_second'], 1)} s per second of source video, so
+{rl['videos']} videos of {fmt(low / per_s, 1)}–{fmt(high / per_s, 0)} s make a
+{low:g}–{high:g} s spread (`processing_per_video_second`, docs/SANDBOX.md). One
+`headswap worker` process at the shipped defaults (`-P {rl['pool']} -c {rl['concurrency']}`,
+HTTP pool = `-c`, tick {fmt(rl['poll_tick_s'], 0)} s, poll floor {fmt(rl['poll_floor_s'], 0)} s,
+batches of {rl.get('poll_batch_size')}, outputs copied to a local directory), with beat; the
+estimate
+`HEADSWAP_PROCESSING_SECONDS_PER_VIDEO_SECOND` calibrated to the same
+{fmt(rl['processing_per_video_second'], 1)} s. Beside it the naive worker, one process at the
+same concurrency, polling every second. Every job is enqueued at once. *creates/s* is jobs ÷
+the time from the first enqueue to the last create the sandbox received; latency is from the
+remote task's completion to the signal; worker CPU is the worker process's over the whole
+run (idle waiting included).
+
+{md_table(["scenario", "jobs", "creates/s", "all created after s", "detail/job",
+           "latency p50 s", "latency p99 s", "worker CPU ms/job", "service CPU ms/job",
+           "peak RSS MB", "seconds"], rows)}
+
+{verdict}{naive_text}"""
 
 
 def poll_timing(results: Mapping[str, Any]) -> str:
@@ -460,6 +645,19 @@ def schedule(results: Mapping[str, Any]) -> str:
                      ". The claim is one Lua call; the time is in publishing the "
                      f"{sc.get('tick_cap', 0) // max(1, sc.get('batch_size', 1))} "
                      "`poll_batch` messages.")
+    at = sc.get("at_largest")
+    at_text = ""
+    if at:
+        at_text = (f"\n\nMeasured at {at['pending']:,} pending (not extrapolated): the event "
+                   f"stream filled to its cap ({at['stream_entries']:,} entries) takes "
+                   f"{fmt(at['stream_mb'], 1)} MB, {fmt(at['stream_bytes_per_job'], 0)} B per "
+                   f"pending job at this size; the idempotency keys (a string key with a TTL "
+                   f"per job that has one) take {fmt(at['idempotency_bytes_per_job'], 0)} B per "
+                   f"job, main and expiry dictionaries included. So a pending job costs "
+                   f"{fmt(at['bytes_per_job'], 0)} B as measured, "
+                   f"{fmt(at['with_stream_bytes_per_job'], 0)} B with its share of a full "
+                   f"stream, {fmt(at['without_idempotency_bytes_per_job'], 0)} B without an "
+                   "idempotency key.")
     variant = sc.get("listpack_variant")
     variant_text = ""
     if variant and kb.get("hash encoding") not in COMPACT_HASH_ENCODINGS:
@@ -472,8 +670,9 @@ def schedule(results: Mapping[str, Any]) -> str:
 A template job is made by the worker's own code against the sandbox (the analysis of its
 source, then `worker.submission.submit`: validate, lock, create, record, first poll
 scheduled), with an idempotency key, a callback task and metadata as in the README's
-example. Every key it left and every shared structure it entered are then cloned through a
-pipeline, with fresh ids of the same length, to each size. A *full* tick makes
+example. Every key it left and every shared structure it entered are then cloned inside
+Redis (one Lua call writes 10,000 jobs from the template's footprint), with fresh ids of
+the same length, to each size. A *full* tick makes
 {sc.get('tick_cap', 0):,} members due (the most one tick claims: `POLL_BATCH_SIZE` × 20
 batches) and times the poll tick itself (`worker.sweeper.tick`), with real `send_task` to the
 broker; a *one-batch* tick has
@@ -491,7 +690,7 @@ divided by the jobs in them). The job hash has {kb.get('hash fields')} fields an
 The event stream is apart: three entries
 per job, {fmt(sc.get('events_bytes_per_job'), 0)} B per job, capped at
 {sc.get('events_maxlen', 0):,} entries (about {fmt(sc.get('events_cap_mb'), 1)} MB however many
-jobs).{variant_text}{prof_text}"""
+jobs).{at_text}{variant_text}{prof_text}"""
 
 
 def rate_limit(results: Mapping[str, Any]) -> str:
@@ -584,6 +783,17 @@ the backlog (a tick claims up to twice what the workers took since the previous 
 rest stays due) and a batch's 50 calls run at once instead of one after another."""
 
 
+def capacity_section(results: Mapping[str, Any]) -> str:
+    from bench import capacity
+
+    cap = results.get("capacity")
+    if not cap:
+        return ""
+    return ("## 8. Capacity planning (from this run)\n\n"
+            "How the table is made: `bench/capacity.py` (docs/OPERATIONS.md *Capacity "
+            "planning* explains it and gives the KEDA settings).\n\n" + capacity.markdown(cap))
+
+
 FINDINGS: list[tuple[str, str, str]] = [
     ("1", "The notify task (`worker/polling.py`, `_finish`)",
      "Every finished job was a second Celery task: the poller published `headswap.notify` "
@@ -606,8 +816,9 @@ FINDINGS: list[tuple[str, str, str]] = [
     ("4", "Celery task events (`config/celery.py`)",
      "`task_send_sent_event` and `worker_send_task_events` cost four event messages per "
      "task. Turning them off raised the no-op ceiling 863 → 1,256 tasks/s and this project "
-     "175 → 227 jobs/s (the ratio barely moves: both pay it). Suggestion: a setting "
-     "(`HEADSWAP_TASK_EVENTS`, off by default) for whoever runs Flower."),
+     "175 → 227 jobs/s (the ratio barely moves: both pay it). Fix: a setting, "
+     "`HEADSWAP_TASK_EVENTS`, off by default, for whoever runs Flower (worker heartbeats "
+     "are sent either way)."),
     ("5", "A webhook that beats the create's answer was dropped (`worker/webhook.py`, "
           "`WebhookApp._bind`)",
      "When the webhook arrives after the receiver's `job_for_remote()` lookup failed but "
@@ -651,7 +862,7 @@ def findings(results: Mapping[str, Any]) -> str:
         said = f"fixed; guarded by `{state}`" if isinstance(state, str) else label[state]
         items.append(f"{key}. **{title}** — {said}. {text}")
     fired = {}
-    for run in results.get("throughput", {}).values():
+    for run in runs(results.get("throughput", {})).values():
         for kind, count in (run.get("signals_fired_in") or {}).items():
             fired[kind] = fired.get(kind, 0) + count
     where = ""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-OURS = ("worker/", "tasks/", "config/", "bench/")
+OURS = ("worker/", "tasks/", "config/", "bench/", "headswap_client/", "client/")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<path>[^()]*?)(?::\d+)?\)$")
 
 LIBRARIES = [

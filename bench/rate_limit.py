@@ -122,7 +122,7 @@ def run_workers(bench: Bench, *, processes: int = 4, concurrency: int = 4, rate:
         producer = Producer(load_settings(env))
         run_id = uuid.uuid4().hex[:8]
         for i in range(bench.video_urls):  # warm-up: analyses
-            producer.submit(**project_job(run_id + "w", i, 4.0, bench.video_urls))
+            producer.submit(**project_job(run_id + "w", i, (4.0,) * bench.video_urls))
         wait_signals(r, bench.video_urls, 60)
         r.delete("bench:signals")
         time.sleep(1.5)  # let the limiter's clock run past the warm-up creates
@@ -130,7 +130,7 @@ def run_workers(bench: Bench, *, processes: int = 4, concurrency: int = 4, rate:
         roles = {"worker": [p.pid for p in cluster.workers]}
         with Sampler(roles) as sampler:
             for i in range(jobs):
-                ids.append(producer.submit(**project_job(run_id, i, 4.0, bench.video_urls)))
+                ids.append(producer.submit(**project_job(run_id, i, (4.0,) * bench.video_urls)))
             wait_signals(r, jobs, jobs / rate * 3 + 60)
         with r.pipeline(transaction=False) as pipe:
             for job_id in ids:

@@ -15,6 +15,13 @@ TARGET_DETAIL_PER_JOB = 1.2
 TARGET_TICK_MS = 50.0
 TARGET_BYTES_PER_JOB = 1536
 TARGET_RATE_ERROR_PCT = 5.0
+#: issue #16: the project (webhook off, zero processing) against the minimal Akool client
+TARGET_RATIO_MINIMAL = 0.8
+#: issue #16, real latency (200 ms a call, 30–90 s of processing, one process, defaults)
+TARGET_CREATES_PER_S = 150.0
+TARGET_REAL_DETAIL_PER_JOB = 1.1
+#: remote done -> signal p99 at most the poll floor plus this
+TARGET_SIGNAL_SLACK_S = 1.0
 #: "at equal completion latency": the project's p50 may exceed the naive worker's by this.
 LATENCY_TOLERANCE = 1.10
 #: The encodings of a compact (small) hash: Redis 7 calls it ``listpack``, 6.2 ``ziplist``.
@@ -33,6 +40,11 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
+
+
+def runs(tp: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The scenario rows of a throughput section (not its ratios, e.g. ``minimal_client``)."""
+    return {k: v for k, v in tp.items() if isinstance(v, dict) and "jobs_per_s" in v}
 
 
 # --- targets ---------------------------------------------------------------------------
@@ -61,6 +73,38 @@ def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"{fmt(r_naive, 2)}× ({fmt(run.get('jobs_per_s'), 1)} / "
             f"{fmt(naive.get('jobs_per_s'), 1)} jobs/s)",
             r_naive is not None and r_naive >= TARGET_RATIO_NAIVE)
+    minimal, off = tp.get("minimal"), tp.get("project_webhook_off")
+    if minimal and off:
+        r_min = ratio(off.get("jobs_per_s"), minimal.get("jobs_per_s"))
+        copy = tp.get("project_webhook_off_copy")
+        r_copy = ratio(copy["jobs_per_s"], minimal["jobs_per_s"]) if copy else None
+        with_copy = f"; copying outputs (the default) {fmt(r_copy, 3)}" if copy else ""
+        add(f"project (webhook off) ≥ {TARGET_RATIO_MINIMAL:g} of the minimal Akool client",
+            f"{fmt(r_min, 3)} ({fmt(off.get('jobs_per_s'), 1)} / "
+            f"{fmt(minimal.get('jobs_per_s'), 1)} jobs/s{with_copy})",
+            r_min is not None and r_min >= TARGET_RATIO_MINIMAL)
+    rl_ = results.get("real_latency")
+    if rl_ and rl_.get("project"):
+        p, nv = rl_["project"], rl_.get("naive") or {}
+        setup = (f"{fmt(rl_['latency_s'], 2)} s a call, {rl_['processing_spread_s'][0]:g}–"
+                 f"{rl_['processing_spread_s'][1]:g} s processing, 1 process -P {rl_['pool']} "
+                 f"-c {rl_['concurrency']}")
+        add(f"real latency: ≥ {TARGET_CREATES_PER_S:g} creates/s per worker process ({setup})",
+            f"{fmt(p.get('creates_per_s'), 1)}/s, all {p['jobs']:,} created after "
+            f"{fmt(p.get('all_created_after_s'), 1)} s; worker CPU "
+            f"{fmt(p.get('worker_cpu_ms_per_job'))} ms/job "
+            f"(naive {fmt(nv.get('creates_per_s'), 1)}/s, "
+            f"{fmt(nv.get('worker_cpu_ms_per_job'))} ms/job)",
+            (p.get("creates_per_s") or 0) >= TARGET_CREATES_PER_S)
+        add(f"real latency: ≤ {TARGET_REAL_DETAIL_PER_JOB:g} detail calls per job",
+            f"{fmt(p['detail_per_job'], 2)} (naive 1 s poll: {fmt(nv.get('detail_per_job'), 2)})",
+            p["detail_per_job"] <= TARGET_REAL_DETAIL_PER_JOB)
+        bound = rl_["poll_floor_s"] + TARGET_SIGNAL_SLACK_S
+        add(f"real latency: remote done → signal p99 ≤ poll floor + {TARGET_SIGNAL_SLACK_S:g} s "
+            f"({bound:g} s)",
+            f"p99 {fmt(p.get('latency_p99_s'), 2)} s, p50 {fmt(p.get('latency_p50_s'), 2)} s "
+            f"(naive: p99 {fmt(nv.get('latency_p99_s'), 2)} s)",
+            p.get("latency_p99_s") is not None and p["latency_p99_s"] <= bound)
     slow = results.get("throughput_slow")
     if slow:
         r_slow = ratio(slow["project"].get("capacity_jobs_per_s"),
@@ -152,7 +196,7 @@ def throughput_table(tp: Mapping[str, Any]) -> Table:
                 "worker CPU ms/job"):
         t.add_column(col, justify="right" if col != "scenario" else "left")
     noop, naive = tp.get("noop", {}), tp.get("naive", {})
-    for run in tp.values():
+    for run in runs(tp).values():
         t.add_row(run["name"], fmt(run["succeeded"]), fmt(run["jobs_per_s"], 1),
                   fmt(ratio(run["jobs_per_s"], noop.get("jobs_per_s")), 3),
                   fmt(ratio(run["jobs_per_s"], naive.get("jobs_per_s")), 2),
@@ -164,7 +208,7 @@ def throughput_table(tp: Mapping[str, Any]) -> Table:
 
 
 def targets_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    t = Table(title="issue #6 targets")
+    t = Table(title="targets (issues #6 and #16)")
     t.add_column("target")
     t.add_column("measured")
     t.add_column("met")
@@ -194,6 +238,15 @@ def print_section(console: Console, results: Mapping[str, Any], section: str) ->
         console.print(simple_table("cost per job with processing time", [
             "scenario", "jobs", "detail/job", "worker CPU ms/job", "service CPU ms/job",
             "capacity jobs/s", "lat p50 s"], rows))
+    elif section == "real_latency":
+        rl = results["real_latency"]
+        rows = [(r["name"], r["succeeded"], r.get("creates_per_s"), r.get("all_created_after_s"),
+                 r["detail_per_job"], r["latency_p50_s"], r["latency_p99_s"],
+                 r.get("worker_cpu_ms_per_job"), r["seconds"])
+                for r in (rl.get("project"), rl.get("naive")) if r]
+        console.print(simple_table("real latency", [
+            "scenario", "jobs", "creates/s", "all created after s", "detail/job", "lat p50 s",
+            "lat p99 s", "worker CPU ms/job", "seconds"], rows))
     elif section == "poll_timing":
         pt = results["poll_timing"]
         rows = [(r["name"], r["processing_time_s"], r["detail_per_job"], r["latency_p50_s"],
@@ -229,11 +282,12 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
-    tp = results.get("throughput", {})
+    tp = runs(results.get("throughput", {}))
     names = [run["name"] for run in tp.values()]
     rates = [run["jobs_per_s"] for run in tp.values()]
     ax = axes[0][0]
-    bars = ax.bar(range(len(rates)), rates, color=["#888", "#c66", "#4a7", "#48c"][:len(rates)])
+    palette = ["#888", "#c66", "#a83", "#4a7", "#396", "#48c"]
+    bars = ax.bar(range(len(rates)), rates, color=(palette * 2)[:len(rates)])
     ceiling = tp.get("noop", {}).get("jobs_per_s")
     for bar, rate in zip(bars, rates, strict=True):
         label = f"{rate:.0f}/s" + (f"\n{rate / ceiling:.0%}" if ceiling else "")

@@ -4,12 +4,17 @@ Starts a private ``redis-server`` and the Akool sandbox, then runs, each with it
 Celery processes:
 
 1. throughput at zero processing time, side by side: raw Celery no-op tasks (the
-   ceiling), the naive worker (:mod:`bench.naive_worker`), this project with the webhook
-   off and on;
+   ceiling), the naive worker (:mod:`bench.naive_worker`), the minimal Akool client
+   (:mod:`bench.minimal_client`, the fair ceiling), this project with the webhook off and
+   on (outputs not copied, as the others), and with the webhook off copying outputs (the
+   default);
+1b. real latency (:mod:`bench.real_latency`): Akool at 200 ms a call and 30–90 s of
+   processing, one worker process at the default pool and concurrency, beside the naive
+   worker at the same concurrency;
 2. poll timing at a non-zero processing time: detail calls per job and latency, this
    project against the naive 1 s poll;
 3. a py-spy profile of the workers during a project run;
-4. scale of the schedule: beat tick and Redis memory at 1k / 10k / 100k pending jobs;
+4. scale of the schedule: beat tick and Redis memory at 1k / 10k / 100k / 1M pending jobs;
 5. the global create rate limit across four processes;
 6. the memory of one output copy;
 7. poll lag with 10,000 tasks pending at 200 ms per Akool call (:mod:`bench.poll_lag`),
@@ -36,11 +41,13 @@ import psutil
 from rich.console import Console
 
 from bench import (
+    capacity,
     copy_memory,
     findings,
     poll_lag,
     profiling,
     rate_limit,
+    real_latency,
     report,
     schedule_scale,
     throughput,
@@ -57,7 +64,20 @@ class Plan:
 
     noop_jobs: int = 4000
     naive_jobs: int = 1500
+    minimal_jobs: int = 2000
     project_jobs: int = 2000
+    #: the real-latency scenario: jobs of this project, of the naive worker, seconds of
+    #: processing per second of video (videos of 6.7–20 s), Akool's latency per call
+    real_jobs: int = 2000
+    real_naive_jobs: int = 2000
+    #: half the issue's 4.5 s (30–90 s of processing): 15–45 s keeps `make bench` near 10
+    #: minutes; creates/s, detail calls and signal latency do not depend on it (the naive
+    #: worker's calls per job grow with it)
+    real_per_video_second: float = real_latency.PER_VIDEO_SECOND / 2
+    real_latency_s: float = real_latency.LATENCY_S
+    real_videos: int = len(real_latency.DURATIONS)
+    #: the throughput row that copies outputs (the default), beside the rows that do not
+    copy_row: bool = True
     poll_jobs: int = 200
     #: (name, processing time at the sandbox) for the poll-timing runs; the estimate is fixed
     poll_estimate_s: float = 3.5
@@ -67,7 +87,7 @@ class Plan:
     slow_jobs: int = 400
     slow_processing_s: float = 10.5
     slow_rate: float = 20.0
-    profile_jobs: int = 2000
+    profile_jobs: int = 1000
     scale_sizes: tuple[int, ...] = schedule_scale.DEFAULT_SIZES
     scale_ticks: int = 15
     limiter_seconds: float = 10.0
@@ -79,12 +99,20 @@ class Plan:
     lag_variants: tuple[str, ...] = tuple(v.key for v in poll_lag.VARIANTS)
 
 
-QUICK = Plan(noop_jobs=300, naive_jobs=120, project_jobs=200, poll_jobs=30,
+QUICK = Plan(noop_jobs=300, naive_jobs=120, minimal_jobs=200, project_jobs=200, real_jobs=40,
+             real_naive_jobs=20, real_per_video_second=0.15, real_latency_s=0.05,
+             real_videos=4, copy_row=False,
+             poll_jobs=30,
              poll_estimate_s=1.5, poll_processing=(("matched", 1.5),), slow_jobs=0,
              profile_jobs=0,
              scale_sizes=(1_000, 5_000), scale_ticks=5, limiter_seconds=2.0,
              rate_worker_jobs=0, lag_pending=1_000, lag_warmup_s=6.0, lag_window_s=6.0,
              lag_variants=("project",))
+
+
+#: The throughput rows compare Akool clients: outputs are not copied (one row copies them,
+#: the default, to show what the copy costs).
+NO_COPY = {"HEADSWAP_STORAGE_URL": "none"}
 
 
 def machine() -> dict[str, Any]:
@@ -136,13 +164,22 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
         tp["noop"] = throughput.run_noop(bench, plan.noop_jobs)
         say(f"  naive worker × {plan.naive_jobs}")
         tp["naive"] = throughput.run_naive(bench, plan.naive_jobs)
+        say(f"  minimal Akool client × {plan.minimal_jobs}")
+        tp["minimal"] = throughput.run_minimal(bench, plan.minimal_jobs)
         say(f"  headswap, webhook off × {plan.project_jobs}")
         tp["project_webhook_off"] = throughput.run_project(bench, plan.project_jobs,
-                                                           webhook=False)
+                                                           webhook=False, extra_env=NO_COPY)
+        if plan.copy_row:
+            say(f"  headswap, webhook off, outputs copied (the default) × {plan.project_jobs}")
+            tp["project_webhook_off_copy"] = throughput.run_project(
+                bench, plan.project_jobs, webhook=False,
+                name="headswap, webhook off, outputs copied")
         say(f"  headswap, webhook on × {plan.project_jobs}")
         tp["project_webhook_on"] = throughput.run_project(
             bench, plan.project_jobs, webhook=True,
-            extra_env={"HEADSWAP_SAFETY_NET_POLL_SECONDS": "3"})
+            extra_env={**NO_COPY, "HEADSWAP_SAFETY_NET_POLL_SECONDS": "3"})
+        tp["minimal_client"] = report.ratio(tp["project_webhook_off"]["jobs_per_s"],
+                                            tp["minimal"]["jobs_per_s"])
         results["throughput"] = tp
         report.print_section(console, results, "throughput")
 
@@ -186,13 +223,22 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
             results["throughput_slow"] = slow
             report.print_section(console, results, "throughput_slow")
 
+        say(f"[bold]1b. real latency[/] (Akool {plan.real_latency_s:g} s a call, "
+            f"{plan.real_per_video_second:g} s of processing per video second)")
+        results["real_latency"] = real_latency.run(
+            bench, plan.real_jobs, naive_jobs=plan.real_naive_jobs,
+            latency=plan.real_latency_s, per_video_second=plan.real_per_video_second,
+            durations=real_latency.spread(plan.real_videos), log=say)
+        report.print_section(console, results, "real_latency")
+
         results["profile"] = {}
         if profile and plan.profile_jobs and profiling.py_spy():
             say(f"[bold]3. profile[/]: py-spy on the workers, webhook off × {plan.profile_jobs}")
             bench.profile_hook = profiling.spy_hook
             try:
                 prof = throughput.run_project(bench, plan.profile_jobs, webhook=False,
-                                              name="profiled run", profile="workers")
+                                              name="profiled run", profile="workers",
+                                              extra_env=NO_COPY)
                 results["profile"]["workers"] = {
                     **prof.pop("profile", {}), "jobs_per_s_while_profiled": prof["jobs_per_s"],
                     "cpu_ms_per_job": prof["cpu_ms_per_job"]}
@@ -239,6 +285,7 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
         server.stop()
     results["meta"]["duration_s"] = round(time.time() - started, 1)
     results["meta"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["capacity"] = capacity.compute(results)
     results["targets"] = report.evaluate(results)
     results["findings"] = findings.statuses(results)
     return results

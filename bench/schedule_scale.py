@@ -4,7 +4,8 @@ A template job goes through the worker's own code against the sandbox (the analy
 its source, then ``worker.submission.submit``: validate, lock, create, record, first poll
 scheduled). Every key it left (named after its job id, remote id or idempotency key) and
 every shared structure it entered (zset members, hash fields) is then cloned in bulk
-through a pipeline, with fresh ids of the same length, to 1,000, 10,000 and 100,000
+inside Redis (one Lua call per 10,000 jobs writes the commands the template's footprint
+names), with fresh ids of the same length, to 1,000, 10,000, 100,000 and 1,000,000
 pending jobs. Whatever the store's layout, the clones are what the worker writes.
 
 At each size:
@@ -21,7 +22,10 @@ At each size:
 
 from __future__ import annotations
 
+import functools
+import json
 import random
+import re
 import statistics
 import time
 import uuid
@@ -32,8 +36,8 @@ import redis
 
 from worker.poll_claim import FLOOR_BATCHES
 
-DEFAULT_SIZES = (1_000, 10_000, 100_000)
-CHUNK = 2_000
+DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+CHUNK = 10_000
 
 
 def compact_hash_setting(r: redis.Redis) -> str:
@@ -145,49 +149,185 @@ class Footprint:
             text = text.replace(tok, ids[name])
         return text
 
-    def write(self, pipe: Any, ids: Mapping[str, str], poll_key: str, now: float) -> None:
-        t = self.tokens
-        for entry in self.own:
-            key = self.fill(entry["key"], ids, t)
-            if entry["type"] == "hash":
-                pipe.hset(key, mapping={k: self.fill(v, ids, t)
-                                        for k, v in entry["value"].items()})
-            else:
-                pipe.set(key, self.fill(entry["value"], ids, t))
-            if entry["pttl"] > 0:
-                pipe.pexpire(key, entry["pttl"])
-        for entry in self.shared:
-            if entry["type"] == "zset":
-                # the poll schedule far in the future: only what a tick makes due is claimed
-                score = now + 3600 + random.random() * 3600 if entry["key"] == poll_key \
-                    else entry["score"]
-                pipe.zadd(entry["key"], {ids["job"]: score})
-            elif entry["type"] == "hash":
-                pipe.hset(entry["key"], self.fill(entry["field"], ids, t),
-                          self.fill(entry["value"], ids, t))
-            else:
-                pipe.sadd(entry["key"], ids["job"])
+
+#: Server-side cloning: one EVAL writes ``count`` jobs shaped like the template (the same
+#: commands ``Footprint.write`` would send, built in Lua from pre-split templates), so a
+#: million pending jobs load in seconds rather than minutes of client-side pipelines.
+CLONE_LUA = """
+local spec = cjson.decode(ARGV[1])
+local first, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local jp, rp, now = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local function fill(t, ids)
+  if type(t) == 'string' then return t end
+  local out = {}
+  for i, seg in ipairs(t) do
+    if i % 2 == 1 then out[i] = seg else out[i] = ids[seg] end
+  end
+  return table.concat(out)
+end
+for n = first, first + count - 1 do
+  local ids = {job = jp .. string.format('%08x', n), remote = rp .. string.format('%08x', n),
+               idem = 'order-' .. string.format('%09d', n)}
+  for _, e in ipairs(spec.own) do
+    local key = fill(e.key, ids)
+    if e.type == 'hash' then
+      local flat = {}
+      for _, kv in ipairs(e.value) do
+        flat[#flat + 1] = fill(kv[1], ids)
+        flat[#flat + 1] = fill(kv[2], ids)
+      end
+      redis.call('HSET', key, unpack(flat))
+    else
+      redis.call('SET', key, fill(e.value, ids))
+    end
+    if e.pttl > 0 then redis.call('PEXPIRE', key, e.pttl) end
+  end
+  for _, e in ipairs(spec.shared) do
+    if e.type == 'zset' then
+      local score = e.score
+      if e.poll then score = now + 3600 + (n * 7919) % 3600 end
+      redis.call('ZADD', e.key, score, ids.job)
+    elseif e.type == 'hash' then
+      redis.call('HSET', e.key, fill(e.field, ids), fill(e.value, ids))
+    else
+      redis.call('SADD', e.key, ids.job)
+    end
+  end
+end
+return count
+"""
+
+
+#: The event stream filled to its cap (entries shaped like the three transitions of a
+#: pending job), and the idempotency keys of ``count`` clones dropped: what each costs at
+#: the largest size, measured rather than extrapolated.
+FILL_STREAM_LUA = """
+local key, entries, maxlen = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local states = {'queued', 'submitting', 'submitted'}
+for n = 1, entries do
+  local k = (n - 1) % 3 + 1
+  local job = string.format('%032x', math.floor((n - 1) / 3))
+  if k == 3 then  -- submitted carries the remote id
+    redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'job_id', job, 'state', states[k],
+               'previous', states[k - 1], 'at', '1790000000.123456',
+               'remote_id', string.sub(job, 1, 24))
+  else
+    redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'job_id', job, 'state', states[k],
+               'previous', k == 1 and '' or states[k - 1], 'at', '1790000000.123456')
+  end
+end
+return redis.call('XLEN', key)
+"""
+DROP_KEYS_LUA = """
+local templates = cjson.decode(ARGV[1])
+local first, count = tonumber(ARGV[2]), tonumber(ARGV[3])
+local jp, rp = ARGV[4], ARGV[5]
+local dropped = 0
+for n = first, first + count - 1 do
+  local ids = {job = jp .. string.format('%08x', n), remote = rp .. string.format('%08x', n),
+               idem = 'order-' .. string.format('%09d', n)}
+  for _, t in ipairs(templates) do
+    local key = t
+    if type(t) ~= 'string' then
+      local out = {}
+      for i, seg in ipairs(t) do
+        if i % 2 == 1 then out[i] = seg else out[i] = ids[seg] end
+      end
+      key = table.concat(out)
+    end
+    dropped = dropped + redis.call('DEL', key)
+  end
+end
+return dropped
+"""
+
+
+def stream_and_idempotency(r: redis.Redis, rt: Any, cloner: Cloner) -> dict[str, Any]:
+    """At the largest size: the event stream at its cap (measured), then the clones'
+    idempotency keys dropped (what they cost per job, the main and expiry dicts
+    included). Leaves the stream empty and the keys gone."""
+    from headswap_client.store import EVENTS_MAXLEN
+
+    key = rt.store.keys.events
+    r.delete(key)
+    before = used_memory(r)
+    fill = r.register_script(FILL_STREAM_LUA)
+    length = 0
+    for start in range(0, EVENTS_MAXLEN, 50_000):
+        length = int(fill(keys=[key], args=[min(50_000, EVENTS_MAXLEN - start), EVENTS_MAXLEN]))
+    stream_bytes = used_memory(r) - before
+    r.delete(key)
+    templates = [json.loads(cloner.spec)["own"][i]["key"]
+                 for i, e in enumerate(cloner.footprint.own)
+                 if cloner.footprint.tokens["idem"] in e["key"]]
+    clones = cloner.next - 1
+    idem_bytes = 0.0
+    if templates and clones:
+        before = used_memory(r)
+        drop = r.register_script(DROP_KEYS_LUA)
+        for first in range(1, clones + 1, CHUNK):
+            drop(args=[json.dumps(templates), first, min(CHUNK, clones + 1 - first),
+                       cloner.job_prefix, cloner.remote_prefix])
+        idem_bytes = (before - used_memory(r)) / clones
+    return {"pending": len(cloner.members), "stream_entries": length,
+            "stream_mb": round(stream_bytes / 2**20, 1),
+            "stream_bytes_per_job": round(stream_bytes / len(cloner.members), 1),
+            "idempotency_bytes_per_job": round(idem_bytes, 1)}
+
+
+def split_template(text: str, tokens: Mapping[str, str]) -> str | list[str]:
+    """``text`` as Lua's ``fill`` takes it: the text itself when no token is in it, else
+    alternating literal parts and token names (``[lit, "job", lit, ...]``)."""
+    present = {name: tok for name, tok in tokens.items() if tok and tok in text}
+    if not present:
+        return text
+    by_token = {tok: name for name, tok in present.items()}
+    pattern = "(" + "|".join(re.escape(tok) for tok in sorted(by_token, key=len,
+                                                               reverse=True)) + ")"
+    parts = re.split(pattern, text)
+    return [by_token[part] if i % 2 else part for i, part in enumerate(parts)]
 
 
 class Cloner:
-    """Writes N more pending jobs shaped exactly like the template, through a pipeline."""
+    """Writes N more pending jobs shaped exactly like the template, in Redis itself.
+
+    Ids keep the template's lengths: a fixed random prefix and a running number (job ids
+    of 32 hex digits, remote ids of 24, idempotency keys ``order-<9 digits>``)."""
 
     def __init__(self, r: redis.Redis, rt: Any, footprint: Footprint) -> None:
         self.rt = rt
         self.r = r
         self.footprint = footprint
         self.members: list[str] = [footprint.tokens["job"]]
+        t = footprint.tokens
+        self.job_prefix = uuid.uuid4().hex[: max(1, len(t["job"]) - 8)]
+        remote = t["remote"] if t["remote"] != "\0" else "0" * 24
+        self.remote_prefix = uuid.uuid4().hex[: max(1, len(remote) - 8)]
+        self.next = 1
+        poll_key = rt.store.keys.schedule("poll")
+        fill = functools.partial(split_template, tokens=t)
+        spec = {
+            "own": [{"key": fill(e["key"]), "type": e["type"], "pttl": e["pttl"],
+                     "value": ([[fill(k), fill(v)] for k, v in e["value"].items()]
+                               if e["type"] == "hash" else fill(e["value"]))}
+                    for e in footprint.own],
+            "shared": [{**e, "field": fill(e.get("field", "")), "value": fill(e.get("value", "")),
+                        "poll": e["key"] == poll_key}
+                       for e in footprint.shared],
+        }
+        self.spec = json.dumps(spec)
+        self.script = r.register_script(CLONE_LUA)
 
     def add(self, count: int) -> None:
         now = time.time()
-        for start in range(0, count, CHUNK):
-            with self.r.pipeline(transaction=False) as pipe:
-                for _ in range(min(CHUNK, count - start)):
-                    ids = {"job": uuid.uuid4().hex, "remote": uuid.uuid4().hex[:24],
-                           "idem": f"order-{random.randrange(10**9):09d}"}
-                    self.footprint.write(pipe, ids, self.rt.store.keys.schedule("poll"), now)
-                    self.members.append(ids["job"])
-                pipe.execute()
+        while count > 0:
+            n = min(CHUNK, count)
+            self.script(args=[self.spec, self.next, n, self.job_prefix, self.remote_prefix,
+                              now])
+            self.members.extend(f"{self.job_prefix}{i:08x}"
+                                for i in range(self.next, self.next + n))
+            self.next += n
+            count -= n
 
 
 def used_memory(r: redis.Redis) -> int:
@@ -356,6 +496,17 @@ def run(redis_url: str, sizes: tuple[int, ...] = DEFAULT_SIZES, ticks: int = 15,
                    xx=True)
 
         result["profile"] = profile(lambda: tick(rt), setup=make_due)
+    at_size = stream_and_idempotency(r, rt, cloner)
+    last = rows[-1]
+    at_size["bytes_per_job"] = last["bytes_per_job"]
+    at_size["with_stream_bytes_per_job"] = round(
+        last["bytes_per_job"] + at_size["stream_bytes_per_job"], 1)
+    at_size["without_idempotency_bytes_per_job"] = round(
+        last["bytes_per_job"] - at_size["idempotency_bytes_per_job"], 1)
+    result["at_largest"] = at_size
+    log(f"  at {at_size['pending']:,}: stream at its cap {at_size['stream_mb']} MB "
+        f"({at_size['stream_bytes_per_job']} B/job), idempotency keys "
+        f"{at_size['idempotency_bytes_per_job']} B/job")
     result["listpack_variant"] = listpack_variant(r, rt, footprint, min(sizes[-1], 10_000))
     r.flushdb()
     r.close()

@@ -118,6 +118,17 @@ def video_url(index: int, duration: float) -> str:
     return f"https://cdn.example.com/bench/video-{index}.mp4?duration={duration:g}"
 
 
+Durations = float | tuple[float, ...]
+
+
+def durations_of(bench: Bench, duration: Durations) -> tuple[float, ...]:
+    """The source videos' durations: ``bench.video_urls`` videos of one duration, or one
+    video per duration given (job ``i`` uses video ``i % count``)."""
+    if isinstance(duration, tuple):
+        return duration
+    return (duration,) * bench.video_urls
+
+
 def celery_client(env: Mapping[str, str], config: Callable[[], dict[str, Any]]) -> Celery:
     """A Celery producer configured like the workers (settings read from ``env``)."""
     old = dict(os.environ)
@@ -171,18 +182,37 @@ def wait_signals(r: redis.Redis, count: int, timeout: float) -> float:
     return max(read_signals(r).values(), default=time.time())
 
 
-def remote_done_times(sandbox: Any, remote_ids: Mapping[str, str],
-                      processing_time: float) -> dict[str, float]:
-    """job id -> when its remote task completed at the sandbox (wall clock)."""
-    def one(item: tuple[str, str]) -> tuple[str, float | None]:
+def remote_times(sandbox: Any, remote_ids: Mapping[str, str],
+                 processing_time: float) -> dict[str, tuple[float, float]]:
+    """job id -> (when the sandbox created its remote task, when that task completed),
+    wall clock; a task's own drawn processing time when the sandbox tells it."""
+    def one(item: tuple[str, str]) -> tuple[str, tuple[float, float] | None]:
         job_id, remote_id = item
         try:
             view = sandbox.task(remote_id)
         except Exception:
             return job_id, None
-        return job_id, view["detail"]["create_time"] / 1000 + processing_time
+        created = view["detail"]["create_time"] / 1000
+        took = float(view.get("processing_seconds", processing_time))  # its own, if a spread
+        return job_id, (created, created + took)
     with ThreadPoolExecutor(4) as pool:
         return {j: t for j, t in pool.map(one, remote_ids.items()) if t is not None}
+
+
+def remote_done_times(sandbox: Any, remote_ids: Mapping[str, str],
+                      processing_time: float) -> dict[str, float]:
+    """job id -> when its remote task completed at the sandbox (wall clock)."""
+    return {j: done for j, (_, done) in remote_times(sandbox, remote_ids,
+                                                     processing_time).items()}
+
+
+def creation(started: float, times: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+    """How fast the remote tasks were created: from the first enqueue to the last create."""
+    if not times:
+        return {}
+    last = max(created for created, _ in times.values())
+    span = max(1e-9, last - started)
+    return {"all_created_after_s": round(span, 2), "creates_per_s": round(len(times) / span, 1)}
 
 
 def summarize(run: Run, sampler: Sampler, calls: Mapping[str, int],
@@ -289,21 +319,27 @@ def _drain_only(bench: Bench, cluster: Cluster, app: Celery, r: redis.Redis, n: 
 
 # --- the naive worker ------------------------------------------------------------------
 
-def naive_job(run_id: str, i: int, duration: float, urls: int) -> dict[str, Any]:
-    return {"job_id": f"{run_id}-{i}", "video_url": video_url(i % urls, duration),
+def naive_job(run_id: str, i: int, durations: tuple[float, ...]) -> dict[str, Any]:
+    v = i % len(durations)
+    return {"job_id": f"{run_id}-{i}", "video_url": video_url(v, durations[v]),
             "mappings": [{"obj_id": 0, "img_url": FACE.format(run=run_id, i=i)}],
             "resolution": "720p"}
 
 
-def run_naive(bench: Bench, n: int, *, processing_time: float = 0.0, duration: float = 4.0,
-              poll_seconds: float = 1.0, name: str = "naive worker",
-              rate: float | None = None) -> dict[str, Any]:
+def run_naive(bench: Bench, n: int, *, processing_time: float = 0.0,
+              duration: Durations = 4.0, poll_seconds: float = 1.0,
+              name: str = "naive worker", rate: float | None = None,
+              timing: Mapping[str, str] = THROUGHPUT_TIMING,
+              then: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``then``: sandbox knobs set after the warm-up (which runs at zero processing time
+    when they are given), e.g. a latency and a processing spread."""
     sb = bench.sandbox
-    sb.reset()
-    sb.config(processing_time=processing_time, analysis_time=0.05, webhooks=False)
+    sb.reset(reset_config=True)  # knobs a previous scenario set after its warm-up, too
+    sb.config(processing_time=0.0 if then else processing_time, analysis_time=0.05,
+              webhooks=False)
+    videos = durations_of(bench, duration)
     url = bench.fresh_db()
-    env = base_env(url, sb, {**THROUGHPUT_TIMING,
-                             "BENCH_NAIVE_POLL_SECONDS": f"{poll_seconds:g}"})
+    env = base_env(url, sb, {**timing, "BENCH_NAIVE_POLL_SECONDS": f"{poll_seconds:g}"})
     cluster = Cluster(url, env)
     r = redis.Redis.from_url(url, decode_responses=True)
     try:
@@ -311,12 +347,13 @@ def run_naive(bench: Bench, n: int, *, processing_time: float = 0.0, duration: f
                               bench.concurrency)
         app = celery_client(env, naive_meta.naive_config)
         run_id = uuid.uuid4().hex[:8]
-        for i in range(bench.video_urls):  # warm-up: one job per source video
-            app.send_task(naive_meta.TASK, kwargs=naive_job(run_id + "w", i, duration,
-                                                            bench.video_urls),
+        for i in range(len(videos)):  # warm-up: one job per source video
+            app.send_task(naive_meta.TASK, kwargs=naive_job(run_id + "w", i, videos),
                           queue=naive_meta.QUEUE)
-        wait_signals(r, bench.video_urls, 60 + processing_time)
+        wait_signals(r, len(videos), 60 + (0 if then else processing_time))
         r.delete(SIGNALS_KEY)
+        if then:
+            sb.config(**then)
         before = sb.stats()
         run = Run(name, n)
         enqueued_at: dict[str, float] = {}
@@ -326,7 +363,7 @@ def run_naive(bench: Bench, n: int, *, processing_time: float = 0.0, duration: f
             run.started = time.time()
             for i in range(n):
                 pace(run.started, i, rate)
-                job = naive_job(run_id, i, duration, bench.video_urls)
+                job = naive_job(run_id, i, videos)
                 enqueued_at[job["job_id"]] = time.time()
                 app.send_task(naive_meta.TASK, kwargs=job, queue=naive_meta.QUEUE)
             run.enqueued = time.time()
@@ -337,12 +374,77 @@ def run_naive(bench: Bench, n: int, *, processing_time: float = 0.0, duration: f
             for job_id in run.signals:
                 pipe.hget(naive_meta.job_key(job_id), "remote_id")
             remote = dict(zip(run.signals, pipe.execute(), strict=True))
-        done = remote_done_times(sb, {j: rid for j, rid in remote.items() if rid},
-                                 processing_time)
-        latency = {j: run.signals[j] - t for j, t in done.items()}
+        times = remote_times(sb, {j: rid for j, rid in remote.items() if rid},
+                             processing_time)
+        latency = {j: run.signals[j] - done for j, (_, done) in times.items()}
         run.extra = {"enqueued_at": enqueued_at, "processing_time_s": processing_time,
-                     "poll_seconds": poll_seconds}
+                     "poll_seconds": poll_seconds, **creation(run.started, times)}
         return summarize(run, sampler, calls, latency)
+    finally:
+        cluster.stop()
+        r.close()
+
+
+# --- the minimal Akool client ----------------------------------------------------------
+
+def minimal_body(run_id: str, i: int, durations: tuple[float, ...]) -> dict[str, Any]:
+    """The create body this project would send for the same job (its own ``to_body``)."""
+    from worker.akool_types import CreateTaskRequest, Mapping
+
+    job = project_job(run_id, i, durations)
+    return CreateTaskRequest(
+        source_video_url=job["video_url"],
+        mappings=tuple(Mapping(m["obj_id"], m["img_url"]) for m in job["mappings"]),
+        resolution=job["resolution"]).to_body()
+
+
+def run_minimal(bench: Bench, n: int, *, duration: float = 4.0,
+                name: str = "minimal Akool client") -> dict[str, Any]:
+    """:mod:`bench.minimal_client`: create + detail per job and nothing else, same HTTP
+    session, same Celery settings and topology; the source videos analysed beforehand."""
+    from bench import minimal_client as minimal_meta
+
+    sb = bench.sandbox
+    sb.reset(reset_config=True)  # knobs a previous scenario set after its warm-up, too
+    sb.config(processing_time=0.0, analysis_time=0.05, webhooks=False)
+    videos = durations_of(bench, duration)
+    for i, seconds in enumerate(videos):  # Akool's analysis of each source, before the clock
+        sb.analyze(video_url(i, seconds))
+    url = bench.fresh_db()
+    env = base_env(url, sb, THROUGHPUT_TIMING)
+    cluster = Cluster(url, env)
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        cluster.start_workers("bench.minimal_client", minimal_meta.QUEUE, bench.workers,
+                              bench.concurrency)
+        app = celery_client(env, minimal_meta.minimal_config)
+        run_id = uuid.uuid4().hex[:8]
+        for i in range(bench.workers * bench.concurrency):  # warm-up: connections, imports
+            app.send_task(minimal_meta.TASK, kwargs={
+                "job_id": f"{run_id}w-{i}",
+                "body": minimal_body(run_id + "w", i, videos)},
+                queue=minimal_meta.QUEUE)
+        wait_signals(r, bench.workers * bench.concurrency, 60)
+        r.delete(SIGNALS_KEY)
+        bodies = [(f"{run_id}-{i}", minimal_body(run_id, i, videos))
+                  for i in range(n)]
+        before = sb.stats()
+        run = Run(name, n)
+        enqueued_at: dict[str, float] = {}
+        roles = {"worker": [p.pid for p in cluster.workers], "sandbox": [sb.proc.pid],
+                 "redis": [bench.redis_pid], "producer": [os.getpid()]}
+        with Sampler(roles) as sampler:
+            run.started = time.time()
+            for job_id, body in bodies:
+                enqueued_at[job_id] = time.time()
+                app.send_task(minimal_meta.TASK, kwargs={"job_id": job_id, "body": body},
+                              queue=minimal_meta.QUEUE)
+            run.enqueued = time.time()
+            run.finished = wait_signals(r, n, max(120.0, n / 5))
+        run.signals = read_signals(r)
+        calls = sandbox_delta(before, sb.stats())
+        run.extra = {"enqueued_at": enqueued_at, "processing_time_s": 0.0}
+        return summarize(run, sampler, calls, None)
     finally:
         cluster.stop()
         r.close()
@@ -350,24 +452,44 @@ def run_naive(bench: Bench, n: int, *, processing_time: float = 0.0, duration: f
 
 # --- this project ----------------------------------------------------------------------
 
-def project_job(run_id: str, i: int, duration: float, urls: int) -> dict[str, Any]:
-    return {"video_url": video_url(i % urls, duration),
+def project_job(run_id: str, i: int, durations: tuple[float, ...]) -> dict[str, Any]:
+    v = i % len(durations)
+    return {"video_url": video_url(v, durations[v]),
             "mappings": [{"obj_id": 0, "img_url": FACE.format(run=run_id, i=i)}],
             "resolution": "720p"}
 
 
+def wait_created(r: redis.Redis, producer: Any, job_ids: list[str], timeout: float) -> None:
+    """Until every job was created at Akool; then they leave the poll schedule (they never
+    finish, so no signal of theirs comes into a timed run)."""
+    keys = producer.store.keys
+
+    def created() -> bool:
+        with r.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(keys.job(job_id), "remote_id")
+            return all(pipe.execute())
+
+    wait_until(created, timeout, interval=0.1, what="warm-up jobs created")
+    r.zrem(keys.schedule("poll"), *job_ids)
+
+
 def run_project(bench: Bench, n: int, *, webhook: bool, processing_time: float = 0.0,
-                duration: float = 4.0, timing: Mapping[str, str] = THROUGHPUT_TIMING,
+                duration: Durations = 4.0, timing: Mapping[str, str] = THROUGHPUT_TIMING,
                 name: str | None = None, extra_env: Mapping[str, str] | None = None,
-                profile: str | None = None, rate: float | None = None) -> dict[str, Any]:
-    """This project end to end: ``Producer.submit`` to the ``job_succeeded`` signal."""
+                profile: str | None = None, rate: float | None = None,
+                then: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """This project end to end: ``Producer.submit`` to the ``job_succeeded`` signal.
+    ``then``: sandbox knobs set after the warm-up (run at zero processing time when given)."""
     from config.settings import load_settings
     from worker.producer import Producer
 
     name = name or f"headswap, webhook {'on' if webhook else 'off'}"
     sb = bench.sandbox
-    sb.reset()
-    sb.config(processing_time=processing_time, analysis_time=0.05, webhooks=webhook)
+    sb.reset(reset_config=True)  # knobs a previous scenario set after its warm-up, too
+    sb.config(processing_time=0.0 if then else processing_time, analysis_time=0.05,
+              webhooks=webhook)
+    videos = durations_of(bench, duration)
     url = bench.fresh_db()
     env = base_env(url, sb, {**timing, **(extra_env or {})})
     cluster = Cluster(url, env)
@@ -382,10 +504,17 @@ def run_project(bench: Bench, n: int, *, webhook: bool, processing_time: float =
         cluster.start_beat()
         producer = Producer(load_settings(env))
         run_id = uuid.uuid4().hex[:8]
-        for i in range(bench.video_urls):  # warm-up: one job per source video
-            producer.submit(**project_job(run_id + "w", i, duration, bench.video_urls))
-        wait_signals(r, bench.video_urls, 60 + processing_time)
+        warm = [producer.submit(**project_job(run_id + "w", i, videos))  # one per video
+                for i in range(len(videos))]
+        if then:
+            # The estimate may put their first poll a minute out: wait for their creates
+            # (the analyses are then cached) and take them off the schedule instead.
+            wait_created(r, producer, warm, 120)
+        else:
+            wait_signals(r, len(videos), 60 + processing_time)
         r.delete(SIGNALS_KEY)
+        if then:
+            sb.config(**then)
         before = sb.stats()
         run = Run(name, n)
         enqueued_at: dict[str, float] = {}
@@ -404,7 +533,7 @@ def run_project(bench: Bench, n: int, *, webhook: bool, processing_time: float =
             for i in range(n):
                 pace(run.started, i, rate)
                 t = time.time()
-                job_id = producer.submit(**project_job(run_id, i, duration, bench.video_urls))
+                job_id = producer.submit(**project_job(run_id, i, videos))
                 enqueued_at[job_id] = t
                 job_ids.append(job_id)
             run.enqueued = time.time()
@@ -418,13 +547,15 @@ def run_project(bench: Bench, n: int, *, webhook: bool, processing_time: float =
                 pipe.hmget(producer.store.keys.job(job_id), ["remote_id", "attempts", "source"])
             rows = dict(zip(job_ids, pipe.execute(), strict=True))
         remote = {j: row[0] for j, row in rows.items() if row[0]}
-        done = remote_done_times(sb, remote, processing_time)
-        latency = {j: run.signals[j] - t for j, t in done.items() if j in run.signals}
+        times = remote_times(sb, remote, processing_time)
+        latency = {j: run.signals[j] - done for j, (_, done) in times.items()
+                   if j in run.signals}
         sources: dict[str, int] = {}
         for row in rows.values():
             sources[row[2] or "?"] = sources.get(row[2] or "?", 0) + 1
         run.extra = {"enqueued_at": enqueued_at, "processing_time_s": processing_time,
-                     "completed_by": sources, "signals_fired_in": fired_in,
+                     **creation(run.started, times), "completed_by": sources,
+                     "signals_fired_in": fired_in,
                      "timing": {k.removeprefix("HEADSWAP_").lower(): v
                                 for k, v in timing.items() if "POLL" in k or "PROCESSING" in k}}
         if profile_result is not None:

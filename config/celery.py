@@ -127,8 +127,11 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_default_exchange_type": "direct",
         "task_default_routing_key": SUBMIT_QUEUE,
         "task_routes": ROUTES,
-        "task_send_sent_event": True,
-        "worker_send_task_events": True,
+        # Task events (task-sent, -received, -started, -succeeded) are four messages per
+        # task that only Flower-like monitors read: off unless HEADSWAP_TASK_EVENTS
+        # (docs/BENCHMARKS.md finding 4). Worker heartbeats are sent either way.
+        "task_send_sent_event": s.task_events,
+        "worker_send_task_events": s.task_events,
         "worker_hijack_root_logger": False,
         "beat_schedule": beat_schedule(s),
         "timezone": "UTC",

@@ -123,8 +123,10 @@ class Settings:
     connect_timeout: float = 3.05
     #: HEADSWAP_READ_TIMEOUT: seconds to wait for an answer (failure on create = ambiguous).
     read_timeout: float = 30.0
-    #: HEADSWAP_HTTP_POOL_SIZE: connections kept per host in the client's pool.
-    http_pool_size: int = 16
+    #: HEADSWAP_HTTP_POOL_SIZE: connections kept per host in the client's pool. Left
+    #: unset, ``headswap worker -c N`` sets it to N (one per thread); 64 is the default
+    #: concurrency (worker/cli.py DEFAULT_CONCURRENCY) for the other processes.
+    http_pool_size: int = 64
     #: HEADSWAP_ALLOWED_MODELS: model_name values a job may ask for.
     allowed_models: tuple[str, ...] = ("akool-premium",)
 
@@ -312,6 +314,9 @@ class Settings:
     log_format: str = "json"
     #: HEADSWAP_LOG_LEVEL
     log_level: str = "INFO"
+    #: HEADSWAP_TASK_EVENTS: Celery task events (for Flower or ``celery events``); four
+    #: broker messages per task, so off by default.
+    task_events: bool = False
 
     @property
     def slow_create_seconds(self) -> float:
@@ -665,6 +670,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "log_level": env.str(
             "LOG_LEVEL", d.log_level, validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
         ),
+        "task_events": env.bool("TASK_EVENTS", d.task_events),
     }
     problems = dict(env.file_errors)
     try:

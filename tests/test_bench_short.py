@@ -17,9 +17,9 @@ from tests.support.procs import ROOT
 
 pytestmark = pytest.mark.integration
 
-SECTIONS = ("meta", "throughput", "poll_timing", "schedule_scale", "rate_limit", "poll_lag",
-            "targets")
-SCENARIOS = ("noop", "naive", "project_webhook_off", "project_webhook_on")
+SECTIONS = ("meta", "throughput", "real_latency", "poll_timing", "schedule_scale", "rate_limit",
+            "poll_lag", "targets")
+SCENARIOS = ("noop", "naive", "minimal", "project_webhook_off", "project_webhook_on")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_the_quick_run_writes_the_json_the_markdown_and_the_plot(quick_run):
     out, results = quick_run
     assert set(SECTIONS) <= set(results)
     markdown = (out / "BENCHMARKS.md").read_text()
-    assert "## Targets of issue #6" in markdown and "](benchmarks.png)" in markdown
+    assert "## Targets of issues #6 and #16" in markdown and "](benchmarks.png)" in markdown
+    assert "## 1b. Real latency" in markdown and "minimal Akool client" in markdown
     assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -50,11 +51,12 @@ def test_every_throughput_scenario_ran_and_the_project_finished_every_job_once(q
         assert run["succeeded"] == run["jobs"] > 0, name
         assert run["jobs_per_s"] > 0, name
         assert max(run["peak_rss_mb"]["worker"]) > 10, name
-    for name in ("naive", "project_webhook_off", "project_webhook_on"):
+    for name in ("naive", "minimal", "project_webhook_off", "project_webhook_on"):
         run = tp[name]
         assert run["duplicate_creates"] == 0, name
         assert run["create_per_job"] == 1.0, name
-        assert run["latency_p50_s"] is not None and run["latency_p50_s"] >= 0, name
+        if name != "minimal":  # its tasks keep no record of their remote task
+            assert run["latency_p50_s"] is not None and run["latency_p50_s"] >= 0, name
     assert tp["project_webhook_off"]["detail_per_job"] >= 1.0  # polled to the end
     # The webhook did the work; each delivery cost one detail call, its confirmation
     # (issue 11: a delivery is a hint, not the truth).
@@ -67,8 +69,12 @@ def test_the_ratios_are_sane(quick_run):
     _, results = quick_run
     tp = results["throughput"]
     ceiling = tp["noop"]["jobs_per_s"]
-    for name in ("naive", "project_webhook_off", "project_webhook_on"):
-        assert 0.01 < tp[name]["jobs_per_s"] / ceiling < 1.0, name
+    for name in ("naive", "minimal", "project_webhook_off", "project_webhook_on"):
+        assert 0.01 < tp[name]["jobs_per_s"] / ceiling < 1.5, name
+    # the project against the minimal Akool client, one figure in the JSON
+    assert tp["minimal_client"] == pytest.approx(
+        tp["project_webhook_off"]["jobs_per_s"] / tp["minimal"]["jobs_per_s"], abs=0.001)
+    assert tp["minimal"]["detail_per_job"] == 1.0  # create + detail, nothing else
     assert 0.1 < tp["project_webhook_off"]["jobs_per_s"] / tp["naive"]["jobs_per_s"] < 20
 
 
@@ -97,3 +103,22 @@ def test_poll_lag_was_measured_on_real_polls(quick_run):
     target = [t for t in results["targets"] if t["target"].startswith("poll lag p99")]
     assert len(target) == 1 and "polls/s" in target[0]["value"]
     assert "## 7. Poll lag" in (out / "BENCHMARKS.md").read_text()
+
+
+def test_the_real_latency_scenario_ran_at_the_defaults_beside_the_naive_worker(quick_run):
+    from worker.cli import DEFAULT_CONCURRENCY, DEFAULT_POOL
+
+    _, results = quick_run
+    rl = results["real_latency"]
+    assert (rl["pool"], rl["concurrency"]) == (DEFAULT_POOL, DEFAULT_CONCURRENCY)
+    assert rl["processing_spread_s"][0] < rl["processing_spread_s"][1]  # a spread
+    project, naive = rl["project"], rl["naive"]
+    assert project["succeeded"] == project["jobs"] > 0 and naive["succeeded"] == naive["jobs"] > 0
+    assert project["duplicate_creates"] == 0 and project["create_per_job"] == 1.0
+    for run in (project, naive):
+        assert run["creates_per_s"] > 0 and run["worker_cpu_ms_per_job"] > 0
+        assert run["latency_p99_s"] is not None
+    assert project["detail_per_job"] >= 1.0
+    targets = {t["target"] for t in results["targets"]}
+    assert any(t.startswith("real latency: ≥") for t in targets)
+    assert any("minimal Akool client" in t for t in targets)

@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 
 from config.celery import POLL_QUEUE, SUBMIT_QUEUE
 from config.settings import Secret, Settings, load_settings
-from worker.cli import parse_args
+from worker.cli import http_pool_env, parse_args
 from worker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -587,7 +587,9 @@ def test_worker_deployment(manifests: list[Doc]) -> None:
     args = _parse_cli(container["args"])
     assert args.command == "worker" and not args.celery_args
     assert args.concurrency >= 1
-    assert load_settings(config).http_pool_size >= args.concurrency, (
+    # `headswap worker -c N` sets the pool to N unless the ConfigMap names a size.
+    effective = {**config, **http_pool_env(args.concurrency, config)}
+    assert load_settings(effective).http_pool_size >= args.concurrency, (
         "HEADSWAP_HTTP_POOL_SIZE below worker concurrency: threads would queue for connections"
     )
     assert "replicas" not in deployment["spec"], "KEDA owns the worker replica count"

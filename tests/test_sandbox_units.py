@@ -80,3 +80,20 @@ def test_ids_and_tokens() -> None:
     assert not is_object_id("xyz") and not is_object_id("A" * 24)
     token = new_token("sandbox", 1_700_000_000)
     assert token.count(".") == 2 and token != new_token("sandbox", 1_700_000_000)
+
+
+def test_processing_can_follow_the_video_duration() -> None:
+    import random
+
+    from worker.sandbox.engine import processing_seconds
+
+    rng = random.Random(1)
+    spread = Knobs().updated({"processing_time": 0, "processing_per_video_second": 4.5})
+    # 30 to 90 s across videos of 6.7 to 20 s: a spread the worker's estimate can follow
+    assert processing_seconds(spread, rng, 20.0) == 90.0
+    assert processing_seconds(spread, rng, 20 / 3) == pytest.approx(30.0)
+    jitter = Knobs().updated({"processing_time": [1, 2], "processing_per_video_second": 3})
+    assert all(31.0 <= processing_seconds(jitter, rng, 10.0) <= 32.0 for _ in range(50))
+    assert processing_seconds(Knobs(), rng, 20.0) == 2.0  # off by default: processing_time only
+    with pytest.raises(KnobError, match="processing_per_video_second"):
+        Knobs().updated({"processing_per_video_second": -1})

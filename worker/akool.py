@@ -47,6 +47,23 @@ PATH_TASK_DETAIL = "/api/open/v4/headswap/task/detail"
 _NOT_SENT_CAUSES = (NewConnectionError, NameResolutionError, ConnectTimeoutError)
 
 
+def new_session(base_url: str, pool_size: int, user_agent: str) -> requests.Session:
+    """The HTTP session of an Akool client: a pool of ``pool_size`` connections per host,
+    no urllib3 retries, proxy and CA settings read from the environment once (not on every
+    call). The benchmark's minimal client uses it too, so both speak HTTP alike."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.verify = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
+    session.trust_env = False
+    return session
+
+
 class AkoolClient:
     """Typed calls to the four head-swap endpoints and getToken."""
 
@@ -74,17 +91,7 @@ class AkoolClient:
         self._timeout = (connect_timeout, read_timeout)
         self._token: str | None = None
         self._token_lock = threading.Lock()
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
-        # Read proxy and CA settings from the environment once, not on every call.
-        self._session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-        self._session.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        )
-        self._session.trust_env = False
+        self._session = new_session(self.base_url, pool_size, user_agent)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AkoolClient:

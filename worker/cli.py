@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from config.celery import QUEUES
@@ -42,6 +42,13 @@ def headswap_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "worker.cli", *args]
 
 
+#: The pool and concurrency of ``headswap worker`` (and the image's default command):
+#: chosen from the real-latency benchmark (docs/BENCHMARKS.md, docs/OPERATIONS.md
+#: *Pool and concurrency*). The Akool HTTP pool follows the concurrency.
+DEFAULT_POOL = "threads"
+DEFAULT_CONCURRENCY = 64
+
+
 def celery_worker_args(app: str, concurrency: int, queues: str,
                        extra: Sequence[str] = ()) -> list[str]:
     """The one Celery worker command line: threads pool, no gossip, no mingle (pods find
@@ -51,15 +58,24 @@ def celery_worker_args(app: str, concurrency: int, queues: str,
     for theirs, so every measured worker starts alike."""
     return [
         sys.executable, "-m", "celery", "-A", app,
-        "worker", "-P", "threads", "-c", str(concurrency), "-Q", queues,
+        "worker", "-P", DEFAULT_POOL, "-c", str(concurrency), "-Q", queues,
         "--without-gossip", "--without-mingle", *extra,
     ]  # fmt: skip
 
 
-def worker_command(concurrency: int = 8, queues: str = DEFAULT_QUEUES,
+def worker_command(concurrency: int = DEFAULT_CONCURRENCY, queues: str = DEFAULT_QUEUES,
                    extra: Sequence[str] = ()) -> list[str]:
     """What ``headswap worker -c N -Q queues [celery args]`` executes."""
     return celery_worker_args("worker.app", concurrency, queues, extra)
+
+
+def http_pool_env(concurrency: int, env: Mapping[str, str]) -> dict[str, str]:
+    """The Akool HTTP pool follows the worker's concurrency: one kept connection per
+    thread, so no thread opens (and drops) a connection of its own. An explicit
+    ``HEADSWAP_HTTP_POOL_SIZE`` wins."""
+    if "HEADSWAP_HTTP_POOL_SIZE" in env:
+        return {}
+    return {"HEADSWAP_HTTP_POOL_SIZE": str(concurrency)}
 
 
 def beat_command(schedule: str = DEFAULT_SCHEDULE, extra: Sequence[str] = ()) -> list[str]:
@@ -77,6 +93,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"refused: {refusal}", file=sys.stderr)
         return 2
     command = worker_command(args.concurrency, args.queues, args.celery_args)
+    os.environ.update(http_pool_env(args.concurrency, os.environ))
     os.execv(command[0], command)  # noqa: S606 (fixed argv, no shell)
     return 0  # pragma: no cover
 
@@ -364,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run a Celery worker (threads pool, all queues)",
                        epilog="Any other option goes to `celery worker` verbatim "
                               "(--include, -l, -n, --autoscale, ...).")  # fmt: skip
-    w.add_argument("-c", "--concurrency", type=int, default=8)
+    w.add_argument("-c", "--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     w.add_argument("-Q", "--queues", default=DEFAULT_QUEUES)
     w.set_defaults(handler=cmd_worker)
 

@@ -32,9 +32,12 @@ CALLBACK_TASK = "headswap.deliver_callback"
 CALLBACK_PENDING = "pending"
 
 
-def notify(rt: Runtime, job_id: str) -> bool:
-    """Fire the completion signals of a terminal job once. Returns True when it fired."""
-    record = rt.store.get(job_id)
+def notify(rt: Runtime, job_id: str, record: dict[str, Any] | None = None) -> bool:
+    """Fire the completion signals of a terminal job once. Returns True when it fired.
+    ``record``: the job as its caller just read it (after the terminal move), to spare a
+    read; the lock below still decides who fires."""
+    if record is None:
+        record = rt.store.get(job_id)
     if record is None or record.get("notified_at"):
         rt.store.unschedule("outbox", job_id)
         return False
@@ -58,19 +61,18 @@ def _fire(rt: Runtime, job_id: str, record: dict[str, Any]) -> bool:
         # pending before the task exists, so the task's own verdict is never overwritten
         rt.store.update(job_id, {"callback_status": CALLBACK_PENDING}, absent="callback_status")
         rt.send(CALLBACK_TASK, {"job_id": job_id}, queue=CALLBACK_QUEUE)
-    rt.store.update(job_id, stamp=("notified_at",))
-    rt.store.unschedule("outbox", job_id)
+    now = rt.store.mark_notified(job_id)  # stamped, out of the outbox: one round trip
     log.info("job notified", extra={"job_id": job_id, "state": record["state"]})
     with contextlib.suppress(Exception):  # a metric never fails a done notification
-        metrics.observe_notified(record, rt.store.clock())
+        metrics.observe_notified(record, now)
     return True
 
 
-def notify_now(rt: Runtime, job_id: str) -> None:
+def notify_now(rt: Runtime, job_id: str, record: dict[str, Any] | None = None) -> None:
     """Fire the completion signals in this thread rather than as a second Celery task (a
     task costs more than the notification itself). The job is already in the outbox, so
     if this fails or the process dies, the sweeper notifies it again."""
     try:
-        notify(rt, job_id)
+        notify(rt, job_id, record)
     except Exception:
         log.exception("inline notify failed; the sweeper will retry", extra={"job_id": job_id})

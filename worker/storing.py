@@ -65,7 +65,7 @@ def follow_up(rt: Runtime, job_id: str, *, inline: bool = True) -> None:
     if record is not None and record["state"] == states.STORING:
         send_copy(rt, job_id)
     elif inline:
-        notify_now(rt, job_id)
+        notify_now(rt, job_id, record)  # the record just read: notify need not read it again
     else:
         rt.send("headswap.notify", {"job_id": job_id}, queue=NOTIFY_QUEUE)
 

@@ -7,7 +7,13 @@ import sys
 import pytest
 
 from config.celery import QUEUES
-from worker.cli import beat_command, parse_args, worker_command
+from worker.cli import (
+    DEFAULT_CONCURRENCY,
+    beat_command,
+    http_pool_env,
+    parse_args,
+    worker_command,
+)
 
 
 def celery_argv(argv):
@@ -29,6 +35,18 @@ def test_our_own_worker_options_still_apply_wherever_they_stand():
     argv = celery_argv(["worker", "--include", "m", "-c", "3", "-Q", "headswap.poll"])
     assert argv[argv.index("-c") + 1] == "3" and argv[argv.index("-Q") + 1] == "headswap.poll"
     assert argv[-2:] == ["--include", "m"]
+
+
+def test_the_default_pool_is_threads_at_the_measured_concurrency():
+    argv = celery_argv(["worker"])
+    assert argv[argv.index("-P") + 1] == "threads"
+    assert argv[argv.index("-c") + 1] == str(DEFAULT_CONCURRENCY) == "64"
+
+
+def test_the_akool_http_pool_follows_the_concurrency_unless_it_is_set():
+    assert http_pool_env(64, {}) == {"HEADSWAP_HTTP_POOL_SIZE": "64"}
+    assert http_pool_env(8, {"OTHER": "1"}) == {"HEADSWAP_HTTP_POOL_SIZE": "8"}
+    assert http_pool_env(64, {"HEADSWAP_HTTP_POOL_SIZE": "100"}) == {}
 
 
 def test_the_default_queues_are_the_celery_config_queues():

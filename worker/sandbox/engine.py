@@ -259,7 +259,7 @@ class Engine:
             request=request,
             fingerprint=fingerprint(request.video_url, request.mappings),
             video_duration=_number(duration),
-            timeline=Timeline(now, draw_span(self._rng, self._knobs.processing_time)),
+            timeline=Timeline(now, processing_seconds(self._knobs, self._rng, duration)),
             outcome=outcome,
             error_code=error_code,
             error_reason=error_reason,
@@ -447,6 +447,14 @@ class Engine:
         with self._lock:
             analysis = self._analyses.get(analysis_id)
             return analysis is not None and 0 <= obj_id < analysis.video.persons
+
+
+def processing_seconds(knobs: Knobs, rng: random.Random, video_duration: float) -> float:
+    """How long a new task takes: a draw from ``processing_time`` plus
+    ``processing_per_video_second`` times the source video's duration."""
+    return draw_span(rng, knobs.processing_time) + knobs.processing_per_video_second * float(
+        video_duration
+    )
 
 
 def _require_id(args: Mapping[str, str]) -> str:

@@ -170,6 +170,13 @@ SPECS: dict[str, KnobSpec] = {
             "seconds from create to the final state: N or MIN,MAX (default 2)",
         ),
         _spec(
+            "processing_per_video_second",
+            _non_negative,
+            _text_number,
+            "seconds of processing per second of source video, added to processing_time: "
+            "a spread that follows the videos' durations, as Akool's does (default 0)",
+        ),
+        _spec(
             "analysis_time",
             _span,
             _text_span,
@@ -295,6 +302,7 @@ class Knobs:
     """All knobs at one moment. Immutable: an update makes a new value (swap under a lock)."""
 
     processing_time: Span = (2.0, 2.0)
+    processing_per_video_second: float = 0.0
     analysis_time: Span = (0.5, 0.5)
     latency: Span = (0.0, 0.0)
     fail_ratio: float = 0.0

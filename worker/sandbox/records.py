@@ -250,6 +250,7 @@ class Task:
             "fingerprint": self.fingerprint,
             "outcome": self.outcome,
             "seconds_to_final": max(0.0, self.timeline.end - now),
+            "processing_seconds": self.timeline.total,
             "detail_calls": list(self.detail_calls),
             "webhook": {
                 "attempts": self.webhook.attempts,

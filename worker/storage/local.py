@@ -1,11 +1,14 @@
 """A local directory as the storage target (``file:///dir``): ``make run``, tests, a
 mounted volume.
 
-A copy is written to ``.<name>.<token>.part`` beside its final name, flushed to disk,
-checked, and published with ``os.replace`` (atomic on one filesystem): the final name
-holds either nothing or a complete file. Its metadata (size, SHA-256, content type, job)
-goes first to ``<name>.meta.json`` the same way, so a final file always has its metadata
-and :meth:`LocalStorage.find` can trust the pair.
+A copy is written to ``.<name>.parts/.<name>.<token>.part`` (a directory of its own beside the
+final name), flushed to disk, checked, and published with ``os.replace`` (atomic on one
+filesystem): the final name holds either nothing or a complete file. Parts a dead attempt
+left are looked for in that small directory only: never by listing the day's directory,
+which holds every copy of the day (a glob there made each copy O(files of the day)).
+Its metadata (size, SHA-256, content type, job) goes first to ``<name>.meta.json`` the
+same way, so a final file always has its metadata and :meth:`LocalStorage.find` can
+trust the pair.
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ class LocalStorage:
     def put(self, key: str, source: HashingReader, content_type: str) -> StoredObject:
         final = self.path(key)
         token = uuid.uuid4().hex[:12]
-        part = final.with_name(f".{final.name}.{token}{PART_SUFFIX}")
+        parts = parts_dir(final)
+        part = parts / f".{final.name}.{token}{PART_SUFFIX}"  # hidden, like its directory
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._drop_parts(final)
+            parts.mkdir(parents=True, exist_ok=True)
+            self._drop_parts(parts)
             with open(part, "wb") as fh:
                 while chunk := source.read(WRITE_BYTES):
                     fh.write(chunk)
@@ -62,7 +66,7 @@ class LocalStorage:
             meta = {META_SIZE: source.size, META_SHA256: source.sha256,
                     "content_type": content_type}  # fmt: skip
             self._publish_bytes(final.with_name(final.name + META_SUFFIX),
-                                json.dumps(meta).encode(), token)  # fmt: skip
+                                json.dumps(meta).encode(), parts, token)  # fmt: skip
             os.replace(part, final)
             _fsync_dir(final.parent)
         except OSError as exc:
@@ -72,14 +76,16 @@ class LocalStorage:
         finally:
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # another attempt's part may still be there
+                parts.rmdir()
         return StoredObject(key, final.as_uri(), source.size, source.sha256, content_type)
 
     def presign(self, key: str, seconds: int) -> str | None:
         return None
 
     @staticmethod
-    def _publish_bytes(path: Path, data: bytes, token: str) -> None:
-        tmp = path.with_name(f".{path.name}.{token}{PART_SUFFIX}")
+    def _publish_bytes(path: Path, data: bytes, parts: Path, token: str) -> None:
+        tmp = parts / f".{path.name}.{token}{PART_SUFFIX}"
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -87,14 +93,18 @@ class LocalStorage:
         os.replace(tmp, path)
 
     @staticmethod
-    def _drop_parts(final: Path) -> None:
-        """Parts an attempt that died left behind (never visible under the final name)."""
-        for stale in final.parent.glob(f".{final.name}.*{PART_SUFFIX}"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        for stale in final.parent.glob(f".{final.name}{META_SUFFIX}.*{PART_SUFFIX}"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+    def _drop_parts(parts: Path) -> None:
+        """Parts an attempt that died left behind (never visible under the final name):
+        this object's parts directory only."""
+        with contextlib.suppress(OSError):
+            for stale in parts.iterdir():
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+
+
+def parts_dir(final: Path) -> Path:
+    """Where the parts of the object ``final`` are written."""
+    return final.with_name(f".{final.name}.parts")
 
 
 def _fsync_dir(path: Path) -> None:

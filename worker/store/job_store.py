@@ -273,6 +273,20 @@ class JobStore(ClientStore):
     def unschedule(self, schedule: str, member: str) -> None:
         self._redis.zrem(self.keys.schedule(schedule), member)
 
+    def mark_notified(self, job_id: str) -> float:
+        """A notified job: ``notified_at`` stamped (the ``update`` script), out of the
+        outbox, and the server's time after it — one round trip (a pipeline) for what were
+        three. Returns that time."""
+        body = {"state": "", "absent": "", "fields": [], "delete": [], "stamp": ["notified_at"],
+                "incr": "", "join": []}  # fmt: skip
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._scripts("update", [self.keys.job(job_id), *self.keys.schedules],
+                          [json.dumps(body)], client=pipe)
+            pipe.zrem(self.keys.schedule("outbox"), job_id)
+            pipe.time()
+            _, _, (seconds, micros) = pipe.execute()
+        return float(seconds) + float(micros) / 1_000_000
+
     def pending_count(self) -> int:
         return cast(int, self._redis.zcard(self.keys.schedule("poll")))
 
