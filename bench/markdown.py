@@ -13,9 +13,14 @@ from typing import Any
 
 from bench.report import (
     COMPACT_HASH_ENCODINGS,
+    FAIRNESS_HEADER,
     LATENCY_TOLERANCE,
     TARGET_BYTES_PER_JOB,
     TARGET_DETAIL_PER_JOB,
+    TARGET_FAIR_WAIT_RATIO,
+    TARGET_JAIN,
+    TARGET_SHARE_ERROR_PCT,
+    fairness_rows,
     fmt,
     md_table,
     ratio,
@@ -27,7 +32,8 @@ ROLES = ("worker", "beat", "webhook", "sandbox", "redis", "producer")
 def write_markdown(results: Mapping[str, Any], path: Path, png_name: str) -> None:
     parts = [header(results), targets(results), throughput(results, png_name),
              where_time_goes(results), poll_timing(results), throughput_slow(results),
-             schedule(results), rate_limit(results), copy_memory(results), findings(results),
+             schedule(results), rate_limit(results), copy_memory(results),
+             fairness(results), findings(results),
              settings(results), reproducing()]
     path.write_text("\n\n".join(p.strip() for p in parts if p).rstrip() + "\n")
 
@@ -85,7 +91,7 @@ def targets(results: Mapping[str, Any]) -> str:
     rows = [(t["target"], t["value"], "**met**" if t["met"] else "**not met**")
             for t in results.get("targets", [])]
     missed = [t for t in results.get("targets", []) if not t["met"]]
-    out = ["## Targets of issue #6", md_table(["target", "measured", ""], rows)]
+    out = ["## Targets of issues #6 and #14", md_table(["target", "measured", ""], rows)]
     if missed:
         reasons = list(dict.fromkeys(why(t["target"], results) for t in missed))
         out.append("Why the targets marked *not met* are not met:")
@@ -100,10 +106,24 @@ def why(target: str, results: Mapping[str, Any]) -> str:
         return why_naive(results)
     if "KB of Redis" in target:
         return why_memory(results)
+    if "admission" in target or "Jain" in target or "2:1:1" in target:
+        return why_fairness(target, results)
     if "detail calls" in target:
         return ("The first poll comes later than the task's completion or finds it "
                 "unfinished; see section 2.")
     return f"{target}: see the section below."
+
+
+def why_fairness(target: str, results: Mapping[str, Any]) -> str:
+    fair = results.get("fairness", {})
+    if "CPU" in target:
+        cost = fair.get("overhead", {})
+        return (f"**Admission CPU.** Fair admission cost {fmt(cost.get('worker_ratio'), 3)}× "
+                "FIFO's worker CPU per job with the cap not binding (section 6). The two runs "
+                "are minutes apart on shared cores: compare *other processes* there before "
+                "reading a few per cent as the code's.")
+    return (f"**Fair admission.** {target}: not met in this run; the per-producer figures "
+            "are in section 6.")
 
 
 def why_ceiling(results: Mapping[str, Any]) -> str:
@@ -487,6 +507,71 @@ copy buffer. Bounded means a Python peak under 8 buffers, whatever the file's si
 {md_table(["file bytes", "buffer bytes", "×", "Python peak bytes", "peak / buffer",
            "RSS growth bytes", "MB/s", "SHA-256 ok", "bounded"], rows)}"""
 
+def fairness(results: Mapping[str, Any]) -> str:
+    fair = results.get("fairness")
+    if not fair or not fair.get("rows"):
+        return ""
+    plan = fair.get("plan", {})
+    cost = fair.get("overhead", {})
+    cost_text = ""
+    if cost.get("fifo") and cost.get("fair"):
+        rows = [(f"{mode} admission", cost[mode]["succeeded"], fmt(cost[mode]["jobs_per_s"], 1),
+                 fmt(cost[mode]["worker_cpu_ms_per_job"]),
+                 fmt(cost[mode]["service_cpu_ms_per_job"]),
+                 fmt(cost[mode]["other_cpu_ms_per_job"])) for mode in ("fifo", "fair")]
+        cost_text = f"""
+
+**What admission costs.** The same {cost.get('jobs', 0):,} jobs through each path with the
+in-flight cap set ({10 * cost.get('jobs', 0):,}) but never binding, at zero processing time
+(section 1's timings, one producer): worker CPU per job, and the service's (workers, beat,
+Redis: work moved into Lua scripts shows there). Fair admission costs
+{fmt(cost.get('worker_ratio'), 3)}× FIFO's worker CPU per job and
+{fmt(cost.get('service_ratio'), 3)}× the service's.
+
+{md_table(["path", "jobs", "jobs/s", "worker CPU ms/job", "service CPU ms/job",
+           "other processes ms/job"], rows)}
+
+The contended rows' *worker CPU per admitted job* (above) is not that comparison: with the
+cap binding, FIFO puts every job that finds no slot back on the wake-up schedule for up to
+`CAP_RECHECK_SECONDS` (4 s) and sends it again, so its workers keep re-trying the whole
+backlog; fair admission keeps waiting jobs as data in Redis and sends a job when it is
+admitted."""
+    fifo = fair["rows"].get("fifo")
+    fifo_text = ""
+    if fifo:
+        b = fifo["producers"].get("b", {})
+        fifo_text = (f" In the FIFO row {b.get('admitted', 0)} of {b.get('jobs', 0)} of b's jobs "
+                     f"were admitted in the {fmt(plan.get('fifo_watch_s'), 0)} s it watched "
+                     "(a median marked ≥ is a lower bound: jobs still waiting count with the "
+                     "wait they had so far).")
+    return f"""## 6. Fair admission across producers (issue 14)
+
+One account, three producers: with `HEADSWAP_MAX_IN_FLIGHT={plan.get('max_in_flight')}` and
+Akool (the sandbox) taking {fmt(plan.get('processing_s'), 1)} s per task, producer *a*
+enqueues {plan.get('backlog', 0):,} jobs, then *b* and *c* {plan.get('others')} each
+(interleaved). A job's wait for admission is `admitted_at − queued_at` from its record
+(`submitting_at − created_at` under FIFO, which has no admission stamp). A row ends when
+every job of *b* and *c* is admitted (FIFO: or {fmt(plan.get('fifo_watch_s'), 0)} s after
+they were enqueued); *a*'s remaining backlog is dropped with the row's database. Rows:
+fair admission with equal weights, with weights 2:1:1 (`a:weight=2;b:weight=1;c:weight=1`),
+and FIFO (`HEADSWAP_ADMISSION=fifo`, the behaviour before issue 14), each with its own
+fresh workers and beat.
+
+The figures cover the time **all three producers are backlogged** (from *b*'s or *c*'s
+first job, whichever came later, until the first instant one producer had nothing left
+waiting). *admissions/s* is the measured admission rate R over that span; *share* each
+producer's part of the admissions in it. *Equal-share median* is what *b*'s median wait
+would be if it got exactly a third of R while it had jobs waiting (its k-th job admitted
+3/R after the one before, or after it arrived); the target is ≤
+{TARGET_FAIR_WAIT_RATIO:g}× that. *Jain* is Jain's fairness index
+(Σx)² / (3·Σx²) of the three producers' admission counts divided by their weights, per
+{fmt(plan.get('window_s'), 0)} s window of the span (1 = exactly by weight, 1/3 = one producer
+takes all; target ≥ {TARGET_JAIN:g}); the weighted row's shares should be
+2:1:1 ± {TARGET_SHARE_ERROR_PCT:g} %.{fifo_text}
+
+{md_table(FAIRNESS_HEADER, fairness_rows(fair))}{cost_text}"""
+
+
 FINDINGS: list[tuple[str, str, str]] = [
     ("1", "The notify task (`worker/polling.py`, `_finish`)",
      "Every finished job was a second Celery task: the poller published `headswap.notify` "
@@ -602,6 +687,8 @@ make bench    # everything: writes this file, the PNG and bench-results.json
 
 `bench/`: `run.py` (orchestrator), `throughput.py` (scenarios), `noop_app.py` (the
 ceiling), `naive_worker.py` (the baseline), `signal_probe.py` (completion stamps),
-`schedule_scale.py`, `rate_limit.py`, `profiling.py` (py-spy, pyinstrument), `cluster.py`
+`schedule_scale.py`, `rate_limit.py`, `fairness.py` (issue 14's producers; alone:
+`python -m bench.fairness [--quick] [--rows fair_equal,fifo]`), `profiling.py` (py-spy,
+pyinstrument), `cluster.py`
 (scenario processes on `worker.devstack`, RSS and CPU sampling), `report.py` and
 `markdown.py` (targets, tables, plot)."""

@@ -10,7 +10,10 @@ Celery processes:
    project against the naive 1 s poll;
 3. a py-spy profile of the workers during a project run;
 4. scale of the schedule: beat tick and Redis memory at 1k / 10k / 100k pending jobs;
-5. the global create rate limit across four processes.
+5. the global create rate limit across four processes;
+6. fair admission across producers (issue 14; :mod:`bench.fairness`): three producers,
+   one account, fair against FIFO;
+7. the memory of one output copy.
 
 Writes ``docs/BENCHMARKS.md``, ``docs/benchmarks.png`` and ``bench-results.json`` (or all
 three into ``--out``). ``--quick`` is the small version ``tests/test_bench_short.py`` runs.
@@ -19,6 +22,7 @@ three into ``--out``). ``--quick`` is the small version ``tests/test_bench_short
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -34,6 +38,7 @@ from rich.console import Console
 
 from bench import (
     copy_memory,
+    fairness,
     findings,
     profiling,
     rate_limit,
@@ -68,13 +73,14 @@ class Plan:
     scale_ticks: int = 15
     limiter_seconds: float = 10.0
     rate_worker_jobs: int = 300
+    fairness: fairness.FairPlan = fairness.FULL
 
 
 QUICK = Plan(noop_jobs=300, naive_jobs=120, project_jobs=200, poll_jobs=30,
              poll_estimate_s=1.5, poll_processing=(("matched", 1.5),), slow_jobs=0,
              profile_jobs=0,
              scale_sizes=(1_000, 5_000), scale_ticks=5, limiter_seconds=2.0,
-             rate_worker_jobs=0)
+             rate_worker_jobs=0, fairness=fairness.QUICK)
 
 
 def machine() -> dict[str, Any]:
@@ -109,7 +115,7 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
         "machine": machine(), "topology": {"workers": workers, "concurrency": concurrency,
                                            "pool": "threads"},
         "throughput_timing": throughput.THROUGHPUT_TIMING,
-        "plan": plan.__dict__}}
+        "plan": dataclasses.asdict(plan)}}
     server = start_redis()
     sandbox = SandboxProcess.start(knobs={"processing_time": 0, "analysis_time": 0.05,
                                           "webhook_backoff": 0.2})
@@ -207,7 +213,11 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
                 bench, jobs=plan.rate_worker_jobs)
         report.print_section(console, results, "rate_limit")
 
-        say("[bold]6. output copy memory[/] (a file 20× the copy buffer, local target)")
+        say("[bold]6. fair admission[/] (issue 14: three producers share one account)")
+        results["fairness"] = fairness.run(bench, plan.fairness, log=say)
+        report.print_section(console, results, "fairness")
+
+        say("[bold]7. output copy memory[/] (a file 20× the copy buffer, local target)")
         sandbox.reset(reset_config=True)
         copy = results["copy_memory"] = copy_memory.run(sandbox)
         say(f"  {copy['file_bytes']:,} bytes in {copy['seconds']} s: Python peak "

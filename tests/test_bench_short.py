@@ -36,7 +36,7 @@ def test_the_quick_run_writes_the_json_the_markdown_and_the_plot(quick_run):
     out, results = quick_run
     assert set(SECTIONS) <= set(results)
     markdown = (out / "BENCHMARKS.md").read_text()
-    assert "## Targets of issue #6" in markdown and "](benchmarks.png)" in markdown
+    assert "## Targets of issues #6 and #14" in markdown and "](benchmarks.png)" in markdown
     assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
