@@ -350,6 +350,11 @@ def figures(records: Mapping[str, Mapping[str, Any]], owner: Mapping[str, str],
         rate = 0.0
         out["backlogged"] = None
         out["jain"] = {"windows": 0, "min": None, "mean": None, "per_window": []}
+    others_done = [t for p in PRODUCERS[1:] for t in admissions[p]]
+    if others_done and not any(unadmitted[p] for p in PRODUCERS[1:]):
+        last = max(others_done)
+        out["a_waiting_when_others_done"] = len(unadmitted["a"]) + sum(
+            1 for t in admissions["a"] if t > last)
     for p in PRODUCERS:
         median, lower_bound = censored_median(waits[p], unadmitted[p])
         fig = out["producers"].setdefault(p, {})

@@ -17,7 +17,8 @@ from tests.support.procs import ROOT
 
 pytestmark = pytest.mark.integration
 
-SECTIONS = ("meta", "throughput", "poll_timing", "schedule_scale", "rate_limit", "targets")
+SECTIONS = ("meta", "throughput", "poll_timing", "schedule_scale", "rate_limit", "fairness",
+            "targets")
 SCENARIOS = ("noop", "naive", "project_webhook_off", "project_webhook_on")
 
 
@@ -83,3 +84,23 @@ def test_the_poll_schedule_and_the_rate_limit_have_figures(quick_run):
     assert matched["succeeded"] == matched["jobs"] and matched["duplicate_creates"] == 0
     assert len(results["targets"]) >= 8
     assert all(isinstance(t["met"], bool) and t["value"] for t in results["targets"])
+
+
+def test_fair_admission_does_not_keep_b_and_c_behind_a_backlog(quick_run):
+    """Issue 14 in miniature: a enqueues a backlog, then b and c a few jobs each, with the
+    in-flight cap binding. Under fair admission b and c are all admitted while most of a's
+    backlog still waits, each at about a third of the admissions."""
+    _, results = quick_run
+    row = results["fairness"]["rows"]["fair_equal"]
+    assert row["others_all_admitted"], row
+    assert row["duplicate_creates"] == 0
+    assert row["producer_field_mismatches"] == 0 and row["producer_field_missing"] == 0
+    backlog = row["jobs"]["a"]
+    assert row["a_waiting_when_others_done"] >= backlog // 2, row
+    assert row["backlogged"] and row["backlogged"]["admissions"] > 0
+    for name in ("b", "c"):
+        fig = row["producers"][name]
+        assert fig["admitted"] == fig["jobs"] > 0
+        assert not fig["median_is_lower_bound"]
+        assert fig["vs_equal_share"] <= 3.0, fig  # loose: seconds of a loaded machine
+        assert fig["share"] >= 0.15, fig

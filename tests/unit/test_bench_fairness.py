@@ -91,6 +91,7 @@ def test_figures_of_a_fair_round_robin() -> None:
         assert fig["admitted"] == 50 and not fig["median_is_lower_bound"]
         assert fig["vs_equal_share"] == pytest.approx(1.0, abs=0.05)
         assert abs(fig["share_error_pct"]) < 3
+    assert out["a_waiting_when_others_done"] == 2000 - 50  # a had its third meanwhile
 
 
 def test_figures_of_a_weighted_round_robin() -> None:
