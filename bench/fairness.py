@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from headswap_client.queues import SUBMIT_QUEUE
 
 from bench.cluster import Cluster, Sampler, base_env
 from bench.signal_probe import SIGNALS_KEY
@@ -77,11 +78,11 @@ class FairPlan:
     processing_s: float = 2.0
     window_s: float = 5.0
     #: FIFO row: stop this long after b and c enqueued, admitted or not
-    fifo_watch_s: float = 30.0
+    fifo_watch_s: float = 20.0
     #: fair rows: give up on b and c after this long (a broken scheduler)
     deadline_s: float = 120.0
     #: jobs of each CPU-overhead run (0 = skip them)
-    overhead_jobs: int = 400
+    overhead_jobs: int = 300
     #: the contended rows to run, by key (the quick smoke runs the equal-weights row only)
     rows: tuple[str, ...] = ("fair_equal", "fair_weighted", "fifo")
 
@@ -165,6 +166,9 @@ def run_row(bench: Bench, plan: FairPlan, row: Row) -> dict[str, Any]:
                 for name in ("b", "c"):
                     owner[_submit(producer, run_id, name, i)] = name
             others_enqueued = time.time()
+            # submit messages ahead of b's and c's last: a job joins its line only when a
+            # worker runs its message (the broker's one queue, first come first served)
+            queue_behind = int(r.llen(SUBMIT_QUEUE))
             watched = [j for j, p in owner.items() if p != "a"]
             limit = plan.fifo_watch_s if row.admission == "fifo" else plan.deadline_s
             all_in = _wait_admitted(r, producer.store.keys.job, watched,
@@ -177,6 +181,7 @@ def run_row(bench: Bench, plan: FairPlan, row: Row) -> dict[str, Any]:
             "name": row.name, "admission": row.admission, "policy": row.policy,
             "jobs": {p: sum(1 for o in owner.values() if o == p) for p in PRODUCERS},
             "others_all_admitted": all_in,
+            "submit_queue_when_others_enqueued": queue_behind,
             "enqueue_s": {"backlog": round(backlog_enqueued - started, 2),
                           "others": round(others_enqueued - backlog_enqueued, 2)},
             "seconds": round(ended - started, 2),
@@ -346,6 +351,14 @@ def figures(records: Mapping[str, Mapping[str, Any]], owner: Mapping[str, str],
                                    "weighted_share": round(fair, 4),
                                    "share_error_pct": round((share / fair - 1) * 100, 1)}
         out["jain"] = window_jain(admissions, weights, start, stop, window_s)
+        # The scheduler's view: from when every producer had its first job admitted (a job
+        # joins its line when a worker runs its submit message, which may wait behind
+        # another producer's in the broker's one queue).
+        seen = [min(admissions[p]) for p in PRODUCERS if admissions[p]]
+        if len(seen) == len(PRODUCERS) and max(seen) < stop:
+            out["jain_after_first_admissions"] = window_jain(admissions, weights, max(seen),
+                                                             stop, window_s)
+            out["backlogged"]["first_admissions_after_s"] = round(max(seen) - start, 2)
     else:
         rate = 0.0
         out["backlogged"] = None
@@ -379,16 +392,17 @@ def window_jain(admissions: Mapping[str, Sequence[float]], weights: Mapping[str,
     count = int((stop - start) // window_s)
     bounds = [(start + k * window_s, start + (k + 1) * window_s) for k in range(count)] \
         or [(start, stop)]
-    per_window = []
+    per_window, counts = [], []
     for lo, hi in bounds:
-        values = [sum(1 for t in admissions[p] if lo <= t < hi) / weights[p] for p in PRODUCERS]
-        index = jain(values)
+        admitted = [sum(1 for t in admissions[p] if lo <= t < hi) for p in PRODUCERS]
+        index = jain([n / weights[p] for n, p in zip(admitted, PRODUCERS, strict=True)])
         if index is not None:
             per_window.append(round(index, 4))
+            counts.append(admitted)
     return {"windows": len(per_window), "window_s": window_s if count else round(stop - start, 2),
             "min": min(per_window, default=None),
             "mean": round(statistics.fmean(per_window), 4) if per_window else None,
-            "per_window": per_window}
+            "per_window": per_window, "counts": counts}
 
 
 # --- the CPU the admission path costs -----------------------------------------------------

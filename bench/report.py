@@ -219,6 +219,8 @@ def fairness_rows(fair: Mapping[str, Any]) -> list[tuple[Any, ...]]:
                     f"{_wait_text(b)} ({_ratio_text(b)})", f"{_wait_text(c)} ({_ratio_text(c)})",
                     fmt(b.get("equal_share_median_wait_s"), 1),
                     f"{fmt(jn.get('min'), 3)} / {fmt(jn.get('mean'), 3)}",
+                    fmt(back.get("first_admissions_after_s"), 1),
+                    fmt((row.get("jain_after_first_admissions") or {}).get("min"), 3),
                     f"{b.get('admitted', 0)} + {c.get('admitted', 0)} of "
                     f"{b.get('jobs', 0) + c.get('jobs', 0)}",
                     fmt(row.get("worker_cpu_ms_per_admitted"), 2),
@@ -228,7 +230,8 @@ def fairness_rows(fair: Mapping[str, Any]) -> list[tuple[Any, ...]]:
 
 FAIRNESS_HEADER = ("scenario", "admissions/s", "all backlogged s", "share a / b / c",
                    "b median wait (÷ equal share)", "c median wait (÷ equal share)",
-                   "equal-share median s", "Jain min / mean", "b + c admitted",
+                   "equal-share median s", "Jain min / mean",
+                   "all admitting after s", "Jain min from then", "b + c admitted",
                    "worker CPU ms / admitted", "dup creates")
 
 

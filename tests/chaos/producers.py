@@ -181,15 +181,17 @@ def _ledger_matches(result: dict[str, Any]) -> list[str]:
 
 def scenarios(short: bool = False) -> list[Scenario]:
     env = {"HEADSWAP_ADMISSION": "fair", "HEADSWAP_PRODUCER_POLICY": POLICY}
-    knobs = {"latency": [0.05, 0.3], "credits_per_task": FIRST_PRICE}
+    # creates take a while (sandbox latency), so that the kill finds some on the wire
+    knobs = {"latency": [0.3, 1.0], "credits_per_task": FIRST_PRICE}
     if short:
         return [Scenario("three producers backlogged: kill -9, redis restart, ledger", jobs=80,
                          workers=2, webhook=True, appendonly=True, message=message,
-                         knobs=knobs, env={**env, "HEADSWAP_MAX_IN_FLIGHT": "4"},
+                         knobs={**knobs, "latency": [0.2, 0.6]},
+                         env={**env, "HEADSWAP_MAX_IN_FLIGHT": "4"},
                          fault=backlogged_faults(1.5, 4.0, 1.0, finish=60), deadline=90,
                          targets=_ledger_matches)]
     return [Scenario("three producers backlogged (cap 8): kill -9, redis restart, ledger",
-                     jobs=320, workers=3, webhook=True, appendonly=True, message=message,
+                     jobs=240, workers=3, webhook=True, appendonly=True, message=message,
                      knobs=knobs, env={**env, "HEADSWAP_MAX_IN_FLIGHT": "8"},
                      fault=backlogged_faults(4.0, 10.0, 2.0), deadline=200,
                      targets=_ledger_matches)]
