@@ -184,7 +184,7 @@ def scenarios(short: bool = False) -> list[Scenario]:
     # creates take a while (sandbox latency), so that the kill finds some on the wire
     knobs = {"latency": [0.3, 1.0], "credits_per_task": FIRST_PRICE}
     if short:
-        return [Scenario("three producers backlogged: kill -9, redis restart, ledger", jobs=80,
+        return [Scenario("three producers backlogged: kill -9, redis restart, ledger", jobs=60,
                          workers=2, webhook=True, appendonly=True, message=message,
                          knobs={**knobs, "latency": [0.2, 0.6]},
                          env={**env, "HEADSWAP_MAX_IN_FLIGHT": "4"},
