@@ -364,6 +364,14 @@ def figures(records: Mapping[str, Mapping[str, Any]], owner: Mapping[str, str],
         rate = 0.0
         out["backlogged"] = None
         out["jain"] = {"windows": 0, "min": None, "mean": None, "per_window": []}
+    # admitted, then created: a granted job's submit message may wait behind others
+    gaps = sorted(float(rec["submitting_at"]) - float(rec["admitted_at"])
+                  for rec in records.values()
+                  if rec.get("admitted_at") is not None and rec.get("submitting_at") is not None)
+    if gaps:
+        out["admitted_to_submitting_s"] = {
+            "jobs": len(gaps), "p50": round(statistics.median(gaps), 3),
+            "p90": round(gaps[int(0.9 * (len(gaps) - 1))], 3), "max": round(gaps[-1], 3)}
     others_done = [t for p in PRODUCERS[1:] for t in admissions[p]]
     if others_done and not any(unadmitted[p] for p in PRODUCERS[1:]):
         last = max(others_done)

@@ -551,6 +551,15 @@ admitted."""
     if equal and (equal.get("backlogged") or {}).get("first_admissions_after_s") is not None:
         after = equal["jain_after_first_admissions"]
         first = equal["jain"].get("counts") or [[]]
+        gap = equal.get("admitted_to_submitting_s") or {}
+        gap_text = ""
+        if gap:
+            gap_text = (f" The same queue sits between a grant and its create: a job admitted "
+                        "by a round that another task ran gets its submit message sent then, "
+                        "behind whatever is queued, while it holds its in-flight slot. "
+                        f"Admitted → `submitting` took p50 {fmt(gap.get('p50'), 2)} s, p90 "
+                        f"{fmt(gap.get('p90'), 2)} s, at most {fmt(gap.get('max'), 2)} s in "
+                        "this row.")
         verdict = (": from there the scheduler holds the shares." if (after.get("min") or 0)
                    >= TARGET_JAIN else ": below the target even from there.")
         join_text = f"""
@@ -564,7 +573,7 @@ had enqueued, {equal.get('submit_queue_when_others_enqueued', 0):,} submit messa
 were ahead of theirs. Until the workers drained them the scheduler did not know *b* and
 *c* existed. From the moment every producer had been admitted once, Jain's index per
 window was {fmt(after.get('min'), 3)} at worst (mean {fmt(after.get('mean'), 3)}){verdict}
-The delay before the scheduler is a flood's drain time, so it grows with the flood.
+The delay before the scheduler is a flood's drain time, so it grows with the flood.{gap_text}
 Joining the line when the job is enqueued (the producer's `create.lua`, in the same atomic
 step that creates the record) would remove it (a suggestion, not measured here)."""
     return f"""## 6. Fair admission across producers (issue 14)

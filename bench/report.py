@@ -223,6 +223,7 @@ def fairness_rows(fair: Mapping[str, Any]) -> list[tuple[Any, ...]]:
                     fmt((row.get("jain_after_first_admissions") or {}).get("min"), 3),
                     f"{b.get('admitted', 0)} + {c.get('admitted', 0)} of "
                     f"{b.get('jobs', 0) + c.get('jobs', 0)}",
+                    fmt((row.get("admitted_to_submitting_s") or {}).get("p90"), 2),
                     fmt(row.get("worker_cpu_ms_per_admitted"), 2),
                     row.get("duplicate_creates")))
     return out
@@ -232,6 +233,7 @@ FAIRNESS_HEADER = ("scenario", "admissions/s", "all backlogged s", "share a / b 
                    "b median wait (÷ equal share)", "c median wait (÷ equal share)",
                    "equal-share median s", "Jain min / mean",
                    "all admitting after s", "Jain min from then", "b + c admitted",
+                   "admitted → submitting p90 s",
                    "worker CPU ms / admitted", "dup creates")
 
 
