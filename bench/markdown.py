@@ -122,6 +122,17 @@ def why_fairness(target: str, results: Mapping[str, Any]) -> str:
                 "FIFO's worker CPU per job with the cap not binding (section 6). The two runs "
                 "are minutes apart on shared cores: compare *other processes* there before "
                 "reading a few per cent as the code's.")
+    equal = fair.get("rows", {}).get("fair_equal", {})
+    if "Jain" in target and equal.get("jain_after_first_admissions"):
+        counts = (equal["jain"].get("counts") or [[]])[0]
+        return (f"**Jain's index (issue 14).** Its lowest window is the first after *b* and "
+                f"*c* arrived (admissions a / b / c = {' / '.join(map(str, counts))}): their "
+                "jobs were not yet in their lines, their submit messages still queued behind "
+                f"*a*'s {equal.get('submit_queue_when_others_enqueued', 0):,}. From the moment "
+                "every producer had been admitted once "
+                f"({fmt(equal['backlogged'].get('first_admissions_after_s'), 1)} s later) the "
+                f"index was {fmt(equal['jain_after_first_admissions'].get('min'), 3)} at worst: "
+                "section 6, *Where the unfairness is*.")
     return (f"**Fair admission.** {target}: not met in this run; the per-producer figures "
             "are in section 6.")
 
@@ -592,14 +603,15 @@ fresh workers and beat.
 The figures cover the time **all three producers are backlogged** (from *b*'s or *c*'s
 first job, whichever came later, until the first instant one producer had nothing left
 waiting). *admissions/s* is the measured admission rate R over that span; *share* each
-producer's part of the admissions in it. *Equal-share median* is what *b*'s median wait
-would be if it got exactly a third of R while it had jobs waiting (its k-th job admitted
-3/R after the one before, or after it arrived); the target is ≤
-{TARGET_FAIR_WAIT_RATIO:g}× that. *Jain* is Jain's fairness index
-(Σx)² / (3·Σx²) of the three producers' admission counts divided by their weights, per
-{fmt(plan.get('window_s'), 0)} s window of the span (1 = exactly by weight, 1/3 = one producer
-takes all; target ≥ {TARGET_JAIN:g}); the weighted row's shares should be
-2:1:1 ± {TARGET_SHARE_ERROR_PCT:g} %.{fifo_text}
+producer's part of the admissions in it. *b's share: median* is what *b*'s median wait
+would be if it got exactly its weighted share s of R while it had jobs waiting (its k-th
+job admitted 1/(s·R) after the one before, or after it arrived): with equal weights
+s = 1/3, the equal share of the target (≤ {TARGET_FAIR_WAIT_RATIO:g}× that); in the 2:1:1
+row s = 1/4, so against an equal share its waits are 4/3 of these ratios by design.
+*Jain* is Jain's fairness index (Σx)² / (3·Σx²) of the three producers' admission counts
+divided by their weights, per {fmt(plan.get('window_s'), 0)} s window of the span (1 =
+exactly by weight, 1/3 = one producer takes all; target ≥ {TARGET_JAIN:g}); the weighted
+row's shares should be 2:1:1 ± {TARGET_SHARE_ERROR_PCT:g} %.{fifo_text}
 
 {md_table(FAIRNESS_HEADER, fairness_rows(fair))}{join_text}{cost_text}"""
 

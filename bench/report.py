@@ -132,9 +132,9 @@ def _wait_text(fig: Mapping[str, Any]) -> str:
     return f"{bound}{fmt(fig.get('median_wait_s'), 1)} s"
 
 
-def _ratio_text(fig: Mapping[str, Any]) -> str:
+def _ratio_text(fig: Mapping[str, Any], key: str = "vs_equal_share") -> str:
     bound = "≥ " if fig.get("median_is_lower_bound") else ""
-    return f"{bound}{fmt(fig.get('vs_equal_share'), 2)}×"
+    return f"{bound}{fmt(fig.get(key), 2)}×"
 
 
 def fairness_targets(fair: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -216,8 +216,9 @@ def fairness_rows(fair: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         b, c = prods.get("b", {}), prods.get("c", {})
         out.append((row["name"], fmt(back.get("rate_per_s"), 2), fmt(back.get("seconds"), 1),
                     " / ".join(fmt(prods.get(p, {}).get("share"), 3) for p in ("a", "b", "c")),
-                    f"{_wait_text(b)} ({_ratio_text(b)})", f"{_wait_text(c)} ({_ratio_text(c)})",
-                    fmt(b.get("equal_share_median_wait_s"), 1),
+                    f"{_wait_text(b)} ({_ratio_text(b, 'vs_weighted_share')})",
+                    f"{_wait_text(c)} ({_ratio_text(c, 'vs_weighted_share')})",
+                    fmt(b.get("weighted_share_median_wait_s"), 1),
                     f"{fmt(jn.get('min'), 3)} / {fmt(jn.get('mean'), 3)}",
                     fmt(back.get("first_admissions_after_s"), 1),
                     fmt((row.get("jain_after_first_admissions") or {}).get("min"), 3),
@@ -230,8 +231,8 @@ def fairness_rows(fair: Mapping[str, Any]) -> list[tuple[Any, ...]]:
 
 
 FAIRNESS_HEADER = ("scenario", "admissions/s", "all backlogged s", "share a / b / c",
-                   "b median wait (÷ equal share)", "c median wait (÷ equal share)",
-                   "equal-share median s", "Jain min / mean",
+                   "b median wait (÷ its share's)", "c median wait (÷ its share's)",
+                   "b's share: median s", "Jain min / mean",
                    "all admitting after s", "Jain min from then", "b + c admitted",
                    "admitted → submitting p90 s",
                    "worker CPU ms / admitted", "dup creates")
