@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,7 @@ def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         add(f"≤ {TARGET_BYTES_PER_JOB / 1024:g} KB of Redis per pending job",
             f"{fmt(last['bytes_per_job'], 0)} B/job at {last['pending']:,} pending",
             last["bytes_per_job"] <= TARGET_BYTES_PER_JOB)
+    add_poll_lag(results.get("poll_lag"), add)
     rl = results.get("rate_limit", {})
     for key, label in (("limiter", "limiter, 4 processes"), ("workers", "4 worker processes")):
         run = rl.get(key)
@@ -127,6 +128,27 @@ def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def poll_lag_met(lag: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """Lag p99 within one tick, and no backlog hiding from it: the oldest member still
+    due at the end of the window no more than a tick overdue."""
+    tick = float(lag["tick_s"])
+    return row.get("lag_p99_s") is not None and row["lag_p99_s"] <= tick and \
+        row.get("oldest_overdue_end_s", 0) <= tick
+
+
+def add_poll_lag(lag: Mapping[str, Any] | None, add: Callable[..., None]) -> None:
+    if not lag or "project" not in lag.get("rows", {}):
+        return
+    row, old = lag["rows"]["project"], lag["rows"].get("old_limits")
+    text = (f"p99 {fmt(row['lag_p99_s'])} s, p50 {fmt(row['lag_p50_s'])} s; "
+            f"{fmt(row['polls_per_s'], 0)} polls/s of {fmt(row['needed_polls_per_s'], 0)} "
+            f"needed; oldest still due {fmt(row['oldest_overdue_end_s'], 1)} s")
+    if old:
+        text += (f" (old limits: p99 {fmt(old['lag_p99_s'])} s, "
+                 f"{fmt(old['polls_per_s'], 0)} polls/s)")
+    add(f"poll lag p99 ≤ one tick ({lag['tick_s']:g} s) at {row['pending']:,} pending, "
+        f"{lag['latency_s'] * 1000:g} ms per call, {lag['interval_s']:g} s interval",
+        text, poll_lag_met(lag, row))
 def _wait_text(fig: Mapping[str, Any]) -> str:
     bound = "≥ " if fig.get("median_is_lower_bound") else ""
     return f"{bound}{fmt(fig.get('median_wait_s'), 1)} s"
@@ -287,6 +309,13 @@ def print_section(console: Console, results: Mapping[str, Any], section: str) ->
                                    "full tick p95 ms", "light tick ms", "idle tick ms"], rows))
     elif section == "fairness":
         console.print(fairness_table(results["fairness"]))
+    elif section == "poll_lag":
+        rows = [(r["name"], r["pending"], r["polls_per_s"], r["needed_polls_per_s"],
+                 r["lag_p50_s"], r["lag_p99_s"], r["oldest_overdue_end_s"],
+                 r["worker_cpu_ms_per_poll"]) for r in results["poll_lag"]["rows"].values()]
+        console.print(simple_table("poll lag", ["scenario", "pending", "polls/s", "needed/s",
+                                   "lag p50 s", "lag p99 s", "oldest due s",
+                                   "worker CPU ms/poll"], rows))
     elif section == "rate_limit":
         rows = [(k, v["target_per_s"], v["achieved_per_s"], v["error_pct"],
                  v.get("max_in_1s_window")) for k, v in results["rate_limit"].items()]

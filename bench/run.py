@@ -11,9 +11,11 @@ Celery processes:
 3. a py-spy profile of the workers during a project run;
 4. scale of the schedule: beat tick and Redis memory at 1k / 10k / 100k pending jobs;
 5. the global create rate limit across four processes;
-6. fair admission across producers (issue 14; :mod:`bench.fairness`): three producers,
-   one account, fair against FIFO;
-7. the memory of one output copy.
+6. the memory of one output copy;
+7. poll lag with 10,000 tasks pending at 200 ms per Akool call (:mod:`bench.poll_lag`),
+   this project's defaults beside the old limits;
+8. fair admission across producers (issue 14; :mod:`bench.fairness`): three producers,
+   one account, fair against FIFO.
 
 Writes ``docs/BENCHMARKS.md``, ``docs/benchmarks.png`` and ``bench-results.json`` (or all
 three into ``--out``). ``--quick`` is the small version ``tests/test_bench_short.py`` runs.
@@ -40,6 +42,7 @@ from bench import (
     copy_memory,
     fairness,
     findings,
+    poll_lag,
     profiling,
     rate_limit,
     report,
@@ -73,6 +76,11 @@ class Plan:
     scale_ticks: int = 15
     limiter_seconds: float = 10.0
     rate_worker_jobs: int = 300
+    #: poll lag: tasks pending at the sandbox, warm-up and measured window, which variants
+    lag_pending: int = poll_lag.PENDING
+    lag_warmup_s: float = 20.0
+    lag_window_s: float = 30.0
+    lag_variants: tuple[str, ...] = tuple(v.key for v in poll_lag.VARIANTS)
     fairness: fairness.FairPlan = fairness.FULL
 
 
@@ -80,7 +88,9 @@ QUICK = Plan(noop_jobs=300, naive_jobs=120, project_jobs=200, poll_jobs=30,
              poll_estimate_s=1.5, poll_processing=(("matched", 1.5),), slow_jobs=0,
              profile_jobs=0,
              scale_sizes=(1_000, 5_000), scale_ticks=5, limiter_seconds=2.0,
-             rate_worker_jobs=0, fairness=fairness.QUICK)
+             rate_worker_jobs=0, lag_pending=1_000, lag_warmup_s=6.0, lag_window_s=6.0,
+             lag_variants=("project",),
+             fairness=fairness.QUICK)
 
 
 def machine() -> dict[str, Any]:
@@ -213,11 +223,7 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
                 bench, jobs=plan.rate_worker_jobs)
         report.print_section(console, results, "rate_limit")
 
-        say("[bold]6. fair admission[/] (issue 14: three producers share one account)")
-        results["fairness"] = fairness.run(bench, plan.fairness, log=say)
-        report.print_section(console, results, "fairness")
-
-        say("[bold]7. output copy memory[/] (a file 20× the copy buffer, local target)")
+        say("[bold]6. output copy memory[/] (a file 20× the copy buffer, local target)")
         sandbox.reset(reset_config=True)
         copy = results["copy_memory"] = copy_memory.run(sandbox)
         say(f"  {copy['file_bytes']:,} bytes in {copy['seconds']} s: Python peak "
@@ -225,6 +231,20 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
             f"{copy['copy_buffer_bytes']:,}-byte buffer), RSS growth "
             f"{copy['rss_growth_bytes']:,} bytes, SHA-256 ok {copy['sha256_ok']}, "
             f"bounded {copy['bounded']}")
+
+        say(f"[bold]7. poll lag[/] ({plan.lag_pending:,} pending, "
+            f"{poll_lag.LATENCY_S * 1000:g} ms per call, {poll_lag.INTERVAL_S:g} s interval)")
+        sandbox.reset(reset_config=True)
+        results["poll_lag"] = poll_lag.run(
+            bench, pending=plan.lag_pending, warmup_s=plan.lag_warmup_s,
+            window_s=plan.lag_window_s,
+            variants=tuple(v for v in poll_lag.VARIANTS if v.key in plan.lag_variants), log=say)
+        report.print_section(console, results, "poll_lag")
+
+        say("[bold]8. fair admission[/] (issue 14: three producers share one account)")
+        sandbox.reset(reset_config=True)
+        results["fairness"] = fairness.run(bench, plan.fairness, log=say)
+        report.print_section(console, results, "fairness")
     finally:
         sandbox.stop()
         server.stop()

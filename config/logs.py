@@ -4,7 +4,8 @@ A JSON line holds ``time`` (RFC 3339, UTC, milliseconds: ``2026-01-02T03:04:05.6
 ``ts`` (the same instant in unix seconds), ``level``, ``logger``, ``msg`` and, where known:
 
 - ``task_id``, ``task_name``: the Celery task the line was logged in (Celery's current
-  task, so Celery's own lines and every library's count too);
+  task, so Celery's own lines and every library's count too; a thread working for a task,
+  a poll batch's detail calls, names it through :func:`working_for`);
 - ``hostname``: in a worker its Celery node name (``w1@pod-7f9c``, what Flower and
   ``celery inspect`` show); in every other process the machine's (the pod's) name;
 - ``trace_id``, ``span_id``: the current OpenTelemetry span, when a span is recording
@@ -25,10 +26,12 @@ one), and a producer's job URLs may hold credentials or presigned signatures.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,13 +61,35 @@ def rfc3339(created: float) -> str:
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: The task fields of the task a helper thread works for (Celery's current task is
+#: per thread: a pool thread has none of its own).
+_working_for: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "headswap_task_fields", default=None)
+
+
+def working_for() -> Callable[[], contextvars.Context]:
+    """In a task's thread: a maker of contexts for the helper threads that do part of its
+    work. Each context (one per piece of work: a context runs in one thread at a time)
+    carries this thread's context variables — the current OpenTelemetry span among them —
+    and names this task in the helper's log lines."""
+    fields = task_fields()
+
+    def context() -> contextvars.Context:
+        ctx = contextvars.copy_context()
+        ctx.run(_working_for.set, fields)
+        return ctx
+
+    return context
+
+
 def task_fields() -> dict[str, str]:
     """``task_id``, ``task_name`` and ``hostname`` of the Celery task running in this
-    thread (none outside a task, or where Celery is not loaded)."""
+    thread, or of the task this thread works for (:func:`working_for`); none outside a
+    task, or where Celery is not loaded."""
     state = sys.modules.get("celery._state")
     task = state.get_current_task() if state is not None else None
     if task is None:
-        return {}
+        return dict(_working_for.get() or {})
     request = task.request
     out = {"task_id": getattr(request, "id", None), "task_name": getattr(task, "name", None),
            "hostname": getattr(request, "hostname", None)}

@@ -208,6 +208,15 @@ class Settings:
     poll_batch_size: int = 50
     #: HEADSWAP_POLL_LEASE_SECONDS: a claimed remote task is not re-claimed before this.
     poll_lease_seconds: float = 60.0
+    #: HEADSWAP_POLL_MAX_CLAIM_PER_TICK: the most remote tasks one poll tick claims. Below
+    #: it a tick claims what is due, bounded by what the workers took since the previous
+    #: tick (:mod:`worker.poll_claim`); what is not claimed stays due for the next tick.
+    poll_max_claim_per_tick: int = 10_000
+    #: HEADSWAP_POLL_CONCURRENCY: detail calls a worker process makes at once for its poll
+    #: batches (one thread pool per process, shared by its batches); 1 = one call at a
+    #: time per batch, in the task's own thread. The Akool client's connection pool gets
+    #: this many connections on top of HEADSWAP_HTTP_POOL_SIZE.
+    poll_concurrency: int = 50
     #: HEADSWAP_POLL_MIN_INTERVAL_SECONDS / _MAX_: bounds of the poll back-off.
     poll_min_interval_seconds: float = 2.0
     poll_max_interval_seconds: float = 60.0
@@ -308,6 +317,13 @@ class Settings:
     def slow_create_seconds(self) -> float:
         """How long a create may wait for its answer before its process sends no more."""
         return self.akool_slow_create_seconds or self.read_timeout / 2
+
+    @property
+    def akool_pool_size(self) -> int:
+        """Connections the Akool client keeps: one per worker thread
+        (``HEADSWAP_HTTP_POOL_SIZE``) plus one per poller thread, so no call waits for one
+        or opens a connection that is thrown away after it."""
+        return self.http_pool_size + (self.poll_concurrency if self.poll_concurrency > 1 else 0)
 
     @property
     def longest_call_seconds(self) -> float:
@@ -550,6 +566,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "poll_batch_size": env.int("POLL_BATCH_SIZE", d.poll_batch_size, validate=Range(1, 1000)),
         "poll_lease_seconds": env.float(
             "POLL_LEASE_SECONDS", d.poll_lease_seconds, validate=_POSITIVE
+        ),
+        "poll_max_claim_per_tick": env.int(
+            "POLL_MAX_CLAIM_PER_TICK", d.poll_max_claim_per_tick, validate=Range(1, 1_000_000)
+        ),
+        "poll_concurrency": env.int(
+            "POLL_CONCURRENCY", d.poll_concurrency, validate=Range(1, 512)
         ),
         "poll_min_interval_seconds": env.float(
             "POLL_MIN_INTERVAL_SECONDS", d.poll_min_interval_seconds, validate=_POSITIVE

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from headswap_client import states
@@ -112,11 +113,17 @@ def plan(rt: Runtime, limit: int = ROUND_MAX) -> dict[str, Any]:
     }
 
 
-def round_(rt: Runtime, join: str | None = None) -> Admitted:
+def round_(rt: Runtime, join: str | None = None, keep: str | None = None) -> Admitted:
     """One admission round (``join``: a queued job entering its line first). The jobs it
-    grants, other than ``join``, get their submit messages now; jobs over budget under the
-    ``fail`` policy are failed."""
+    grants, other than ``join`` and ``keep``, get their submit messages now; jobs over
+    budget under the ``fail`` policy are failed."""
     result = rt.store.admission.admit(join, plan(rt), CIRCUITS)
+    _after(rt, result, skip=(join, keep))
+    return result
+
+
+def _after(rt: Runtime, result: Admitted, skip: tuple[str | None, ...]) -> None:
+    """What follows a round: metrics, budget holds and failures, the grants' messages."""
     BACKLOG.saw(result.waiting)
     labels = rt.settings.producer_policy.label
     for _, _, producer in result.admitted:
@@ -128,8 +135,7 @@ def round_(rt: Runtime, join: str | None = None) -> Admitted:
                     "wait" if policy == "hold" else "fail", extra={"producer": producer})
         signals.budget_exhausted.send(sender="headswap", producer=producer, policy=policy)
     _fail_over_budget(rt, result.failed)
-    _dispatch(rt, (job_id for job_id, _, _ in result.admitted if job_id != join))
-    return result
+    _dispatch(rt, (job_id for job_id, _, _ in result.admitted if job_id not in skip))
 
 
 def pump(rt: Runtime) -> int:
@@ -146,14 +152,27 @@ def freed(rt: Runtime) -> None:
         pump(rt)
 
 
-def take(rt: Runtime, job_id: str) -> float | None:
-    """For a queued job about to be created: None when it waits in its line (it is there
-    now), else the seconds until its create slot (0: go now)."""
-    result = round_(rt, join=job_id)
+@dataclass(frozen=True)
+class Turn:
+    """What a round did for a job about to be created: ``slot`` None when it waits in its
+    line, else the seconds until its create slot (0: go now); ``adopted``: another job the
+    round granted, left to this thread to create (its message would wait behind the submit
+    queue; the grant's wake-up re-sends it if this thread dies)."""
+
+    slot: float | None
+    adopted: str | None = None
+
+
+def take(rt: Runtime, job_id: str, *, adopt: bool = True) -> Turn:
+    """A round with ``job_id`` joining its line, for the thread that will create it."""
+    result = rt.store.admission.admit(job_id, plan(rt), CIRCUITS)
+    granted = [ident for ident, _, _ in result.admitted if ident != job_id]
+    adopted = granted[0] if adopt and result.grant is None and granted else None
+    _after(rt, result, skip=(job_id, adopted))
     if result.grant is None:
-        return None
+        return Turn(None, adopted)
     slot, admitted_at = result.grant
-    return max(0.0, slot - result.now) if slot > admitted_at else 0.0
+    return Turn(max(0.0, slot - result.now) if slot > admitted_at else 0.0)
 
 
 def release(rt: Runtime, job_id: str) -> None:

@@ -95,7 +95,7 @@ class AkoolClient:
             client_secret=settings.akool_client_secret.get(),
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
-            pool_size=settings.http_pool_size,
+            pool_size=settings.akool_pool_size,
         )
 
     def __repr__(self) -> str:
@@ -155,14 +155,16 @@ class AkoolClient:
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Send an authenticated call; refresh the bearer token once on 1101."""
+        headers = self._auth_headers()
         try:
-            body = self._send(method, path, operation, unsafe=unsafe, **kwargs)
+            body = self._send(method, path, operation, unsafe=unsafe, headers=headers, **kwargs)
         except AkoolAuthError as exc:
             if not self._uses_token or exc.code != classify.CODE_TOKEN_INVALID:
                 raise
             log.info("akool token rejected; refreshing once", extra={"operation": operation})
-            self._refresh_token()
-            body = self._send(method, path, operation, unsafe=unsafe, **kwargs)
+            self._refresh_token(rejected=headers)
+            body = self._send(method, path, operation, unsafe=unsafe,
+                              headers=self._auth_headers(), **kwargs)  # fmt: skip
         data = body.get("data")
         return data if isinstance(data, dict) else {}
 
@@ -178,9 +180,12 @@ class AkoolClient:
                 self._token = self.get_token()
             return {"Authorization": f"Bearer {self._token}"}
 
-    def _refresh_token(self) -> None:
+    def _refresh_token(self, rejected: dict[str, str]) -> None:
+        """A new token, unless another thread already replaced the rejected one (the
+        poller's threads all meet the same revoked token: one getToken, not one each)."""
         with self._token_lock:
-            self._token = self.get_token()
+            if rejected.get("Authorization") == f"Bearer {self._token}":
+                self._token = self.get_token()
 
     def _send(
         self,
@@ -190,9 +195,11 @@ class AkoolClient:
         *,
         unsafe: bool = False,
         auth: bool = True,
+        headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        headers = self._auth_headers() if auth else {}
+        if headers is None:
+            headers = self._auth_headers() if auth else {}
         started = time.perf_counter()
         result = "ok"
         try:

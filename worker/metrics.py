@@ -271,6 +271,7 @@ class StoreCollector(Collector):
         try:
             snap = self.store.snapshot(QUEUES)
             tick_age = self.store.guards.last_tick_age("poll_due")
+            due_polls = self.store.due_count("poll")
             evicted = self.store.evicted_keys()
             (_, akool_pause, lost), failures = self.store.guards.circuits(
                 ("credits", "akool", "store-lost"), "akool")  # fmt: skip
@@ -289,6 +290,10 @@ class StoreCollector(Collector):
         jobs.add_metric(["submitting"], snap.submitting)
         jobs.add_metric(["at_akool"], at_akool)
         yield jobs
+        yield GaugeMetricFamily(
+            "headswap_poll_due_remote_tasks", "Members of the poll schedule due now and not "
+            "claimed yet (a tick claims what is due, up to what the workers take): more than "
+            "a tick's worth that stays means polls fall behind.", value=due_polls)
         yield from self._gauges(snap, akool_pause, lost, failures, evicted, tick_age)
         yield from self._producers()
 

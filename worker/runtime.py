@@ -17,6 +17,7 @@ from worker.akool import AkoolClient
 from worker.dispatch import Dispatcher
 from worker.jobs import Jobs, Timings
 from worker.limits import Rate, RateLimiter
+from worker.poll_pool import PollPool
 from worker.spool import Spool
 from worker.storage import Downloader, Storage, open_storage
 from worker.store import JobStore, MisroutedMessages, open_misrouted, open_store
@@ -57,6 +58,8 @@ class Runtime:
         self._misrouted: MisroutedMessages | None = None
         self._storage: Storage | None = None
         self._downloader: Downloader | None = None
+        #: The poller's threads (``HEADSWAP_POLL_CONCURRENCY``), started on first use.
+        self.poll_pool = PollPool(settings.poll_concurrency)
         self._lock = threading.Lock()
 
     def _once(self, attr: str, build: Callable[[], T]) -> T:

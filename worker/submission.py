@@ -140,7 +140,7 @@ def _refuse_conflict(rt: Runtime, message: Any, existing: str, field: str,
     return outcome
 
 
-def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
+def _submit_queued(rt: Runtime, record: dict[str, Any], adopt: bool = True) -> Outcome:
     job_id = record["job_id"]
     circuits = breaker.read(rt.store)
     held = _held(rt, record, circuits)
@@ -148,9 +148,12 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
         admission.release(rt, job_id)  # a grant it held goes back: it waits in its line
         return held
     if admission.fair(rt):
-        slot = admission.take(rt, job_id)
+        turn = admission.take(rt, job_id, adopt=adopt)
+        slot = turn.slot
         if slot is None:  # in its producer's line: admission sends it again when its turn comes
             metrics.RATE_LIMIT_WAITS.labels("admission").inc()
+            if turn.adopted:  # this thread is free: it creates a job the round granted
+                _adopt(rt, turn.adopted)
             return Outcome("waiting", job_id)
         if slot > RATE_MAX_BLOCK_SECONDS:  # granted, its create slot further out: keep it
             rt.jobs.postpone(job_id, slot)
@@ -165,6 +168,15 @@ def _submit_queued(rt: Runtime, record: dict[str, Any]) -> Outcome:
             rt.jobs.postpone(job_id, delay)
             return Outcome("retry", job_id, retry_in=delay)
     return _claim_and_create(rt, record, circuits)
+
+
+def _adopt(rt: Runtime, job_id: str) -> None:
+    """Create a job another round granted, in this thread (once: no further adoption)."""
+    record = rt.store.get(job_id)
+    if record is None or record["state"] != states.QUEUED:
+        return
+    with tracing.job_span("headswap.submit", record.get(tracing.RECORD_FIELD), job_id=job_id):
+        _submit_queued(rt, record, adopt=False)
 
 
 def _held(rt: Runtime, record: dict[str, Any], circuits: breaker.Gate) -> Outcome | None:

@@ -153,3 +153,15 @@ def test_type_errors_file_errors_and_rules_between_variables_come_in_one_message
 def test_an_empty_model_list_is_refused():
     with pytest.raises(ConfigError, match="HEADSWAP_ALLOWED_MODELS: must name at least one"):
         load_settings({"HEADSWAP_ALLOWED_MODELS": " , "})
+
+
+def test_the_akool_pool_has_a_connection_per_worker_and_per_poller_thread():
+    assert load_settings({}).akool_pool_size == 16 + 50
+    assert load_settings({"HEADSWAP_HTTP_POOL_SIZE": "8",
+                          "HEADSWAP_POLL_CONCURRENCY": "20"}).akool_pool_size == 28
+    # One at a time in the batch's own thread: no poller threads, no extra connections.
+    assert load_settings({"HEADSWAP_POLL_CONCURRENCY": "1"}).akool_pool_size == 16
+    with pytest.raises(ConfigError, match="HEADSWAP_POLL_CONCURRENCY"):
+        load_settings({"HEADSWAP_POLL_CONCURRENCY": "0"})
+    with pytest.raises(ConfigError, match="HEADSWAP_POLL_MAX_CLAIM_PER_TICK"):
+        load_settings({"HEADSWAP_POLL_MAX_CLAIM_PER_TICK": "0"})

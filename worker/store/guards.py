@@ -169,3 +169,24 @@ class Guards:
             return None
         age: float = secs + micros / 1_000_000 - float(str(previous))
         return max(0.0, age)
+
+    # --- the poll fan-out ---------------------------------------------------------------
+    def fan_out_view(self, queue: str) -> tuple[float, int, tuple[int, float] | None]:
+        """``(now, messages waiting in queue, what the previous fan-out left)`` in one round
+        trip: the previous fan-out's ``(messages waiting after it, its server time)``, or
+        None when there was none (or it is forgotten: a day without a tick)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.llen(queue)
+        pipe.hmget(self._keys.beat("poll_fan_out"), ["waiting", "at"])
+        (secs, micros), waiting, (left, at) = pipe.execute()
+        previous = (int(left), float(at)) if left is not None and at is not None else None
+        return secs + micros / 1_000_000, int(waiting), previous
+
+    def fan_out_done(self, waiting: int, at: float) -> None:
+        """Record a fan-out: ``waiting`` messages in the queue after it, at server time ``at``."""
+        key = self._keys.beat("poll_fan_out")
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={"waiting": waiting, "at": f"{at:.3f}"})
+        pipe.expire(key, 24 * 3600)
+        pipe.execute()

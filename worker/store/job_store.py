@@ -276,6 +276,12 @@ class JobStore(ClientStore):
     def pending_count(self) -> int:
         return cast(int, self._redis.zcard(self.keys.schedule("poll")))
 
+    def due_count(self, schedule: str) -> int:
+        """Members of ``schedule`` due now (server clock) and not claimed: a claim moves
+        its members' scores a lease ahead."""
+        now = self.clock()
+        return cast(int, self._redis.zcount(self.keys.schedule(schedule), "-inf", now))
+
     def epoch(self) -> float:
         """The server time this Redis started to hold our data: written once by the first
         process that finds it missing. A value that changes under a running process means
