@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.report import (
     COMPACT_HASH_ENCODINGS,
+    FAIRNESS_HEADER,
     LATENCY_TOLERANCE,
     TARGET_BYTES_PER_JOB,
     TARGET_CREATES_PER_S,
@@ -21,6 +22,10 @@ from bench.report import (
     TARGET_REAL_DETAIL_PER_JOB,
     TARGET_SIGNAL_SLACK_S,
     TARGET_TICK_MS,
+    TARGET_FAIR_WAIT_RATIO,
+    TARGET_JAIN,
+    TARGET_SHARE_ERROR_PCT,
+    fairness_rows,
     fmt,
     md_table,
     ratio,
@@ -34,8 +39,9 @@ def write_markdown(results: Mapping[str, Any], path: Path, png_name: str) -> Non
     parts = [header(results), targets(results), throughput(results, png_name),
              where_time_goes(results), real_latency(results), poll_timing(results),
              throughput_slow(results), schedule(results), rate_limit(results),
-             copy_memory(results), poll_lag(results), capacity_section(results),
-             findings(results), settings(results), reproducing()]
+             copy_memory(results), fairness(results), poll_lag(results),
+             capacity_section(results), findings(results), settings(results),
+             reproducing()]
     path.write_text("\n\n".join(p.strip() for p in parts if p).rstrip() + "\n")
 
 
@@ -92,7 +98,7 @@ def targets(results: Mapping[str, Any]) -> str:
     rows = [(t["target"], t["value"], "**met**" if t["met"] else "**not met**")
             for t in results.get("targets", [])]
     missed = [t for t in results.get("targets", []) if not t["met"]]
-    out = ["## Targets of issues #6 and #16", md_table(["target", "measured", ""], rows)]
+    out = ["## Targets (issues #6, #14, #16)", md_table(["target", "measured", ""], rows)]
     if missed:
         reasons = list(dict.fromkeys(why(t["target"], results) for t in missed))
         out.append("Why the targets marked *not met* are not met:")
@@ -119,6 +125,8 @@ def why(target: str, results: Mapping[str, Any]) -> str:
         return why_memory(results)
     if target.startswith("poll lag"):
         return why_poll_lag(results)
+    if "admission" in target or "Jain" in target or "2:1:1" in target:
+        return why_fairness(target, results)
     if "detail calls" in target:
         return ("The first poll comes later than the task's completion or finds it "
                 "unfinished; see section 2.")
@@ -221,6 +229,28 @@ def why_tick(results: Mapping[str, Any]) -> str:
             "zset misses the CPU caches more); the rest is publishing the poll batches, the "
             "same at every size; a p95 far above the p50 is other load on the machine (the "
             "*other processes* column).")
+
+def why_fairness(target: str, results: Mapping[str, Any]) -> str:
+    fair = results.get("fairness", {})
+    if "CPU" in target:
+        cost = fair.get("overhead", {})
+        return (f"**Admission CPU.** Fair admission cost {fmt(cost.get('worker_ratio'), 3)}× "
+                "FIFO's worker CPU per job with the cap not binding (section 6). The two runs "
+                "are minutes apart on shared cores: compare *other processes* there before "
+                "reading a few per cent as the code's.")
+    equal = fair.get("rows", {}).get("fair_equal", {})
+    if "Jain" in target and equal.get("jain_after_first_admissions"):
+        counts = (equal["jain"].get("counts") or [[]])[0]
+        return (f"**Jain's index (issue 14).** Its lowest window is the first after *b* and "
+                f"*c* arrived (admissions a / b / c = {' / '.join(map(str, counts))}): their "
+                "jobs were not yet in their lines, their submit messages still queued behind "
+                f"*a*'s {equal.get('submit_queue_when_others_enqueued', 0):,}. From the moment "
+                "every producer had been admitted once "
+                f"({fmt(equal['backlogged'].get('first_admissions_after_s'), 1)} s later) the "
+                f"index was {fmt(equal['jain_after_first_admissions'].get('min'), 3)} at worst: "
+                "section 6, *Where the unfairness is*.")
+    return (f"**Fair admission.** {target}: not met in this run; the per-producer figures "
+            "are in section 6.")
 
 
 def why_ceiling(results: Mapping[str, Any]) -> str:
@@ -793,6 +823,103 @@ def capacity_section(results: Mapping[str, Any]) -> str:
             "How the table is made: `bench/capacity.py` (docs/OPERATIONS.md *Capacity "
             "planning* explains it and gives the KEDA settings).\n\n" + capacity.markdown(cap))
 
+def fairness(results: Mapping[str, Any]) -> str:
+    fair = results.get("fairness")
+    if not fair or not fair.get("rows"):
+        return ""
+    plan = fair.get("plan", {})
+    cost = fair.get("overhead", {})
+    cost_text = ""
+    if cost.get("fifo") and cost.get("fair"):
+        runs = cost.get("runs") or [{**cost[m], "mode": m} for m in ("fifo", "fair")]
+        rows = [(f"{r['mode']} admission", r["succeeded"], fmt(r["jobs_per_s"], 1),
+                 fmt(r["worker_cpu_ms_per_job"]), fmt(r["service_cpu_ms_per_job"]),
+                 fmt(r["other_cpu_ms_per_job"])) for r in runs]
+        cost_text = f"""
+
+**What admission costs.** {cost.get('jobs', 0):,} jobs per run through each path with the
+in-flight cap set ({10 * cost.get('jobs', 0):,}) but never binding, at zero processing time
+(section 1's timings, one producer), runs in the order shown (FIFO, fair, fair, FIFO: a
+drift in the machine's load cancels out): worker CPU per job, and the service's (workers,
+beat, Redis: work moved into Lua scripts shows there). On the mean of each mode's runs, fair
+admission costs
+{fmt(cost.get('worker_ratio'), 3)}× FIFO's worker CPU per job and
+{fmt(cost.get('service_ratio'), 3)}× the service's.
+
+{md_table(["path", "jobs", "jobs/s", "worker CPU ms/job", "service CPU ms/job",
+           "other processes ms/job"], rows)}
+
+The contended rows' *worker CPU per admitted job* (above) is not that comparison: with the
+cap binding, FIFO puts every job that finds no slot back on the wake-up schedule for up to
+`CAP_RECHECK_SECONDS` (4 s) and sends it again, so its workers keep re-trying the whole
+backlog; fair admission keeps waiting jobs as data in Redis and sends a job when it is
+admitted."""
+    fifo = fair["rows"].get("fifo")
+    fifo_text = ""
+    if fifo:
+        b = fifo["producers"].get("b", {})
+        fifo_text = (f" In the FIFO row {b.get('admitted', 0)} of {b.get('jobs', 0)} of b's jobs "
+                     f"were admitted in the {fmt(plan.get('fifo_watch_s'), 0)} s it watched "
+                     "(a median marked ≥ is a lower bound: jobs still waiting count with the "
+                     "wait they had so far).")
+    equal = fair["rows"].get("fair_equal")
+    join_text = ""
+    if equal and (equal.get("backlogged") or {}).get("first_admissions_after_s") is not None:
+        after = equal["jain_after_first_admissions"]
+        first = equal["jain"].get("counts") or [[]]
+        gap = equal.get("admitted_to_submitting_s") or {}
+        gap_text = ""
+        if gap:
+            gap_text = (f" The same queue sits between a grant and its create: a job admitted "
+                        "by a round that another task ran gets its submit message sent then, "
+                        "behind whatever is queued, while it holds its in-flight slot. "
+                        f"Admitted → `submitting` took p50 {fmt(gap.get('p50'), 2)} s, p90 "
+                        f"{fmt(gap.get('p90'), 2)} s, at most {fmt(gap.get('max'), 2)} s in "
+                        "this row.")
+        verdict = (": from there the scheduler holds the shares." if (after.get("min") or 0)
+                   >= TARGET_JAIN else ": below the target even from there.")
+        join_text = f"""
+
+**Where the unfairness is: the broker's one queue.** In the equal-weights row every
+producer had a first job admitted {fmt(equal['backlogged']['first_admissions_after_s'], 1)} s
+after *b* and *c* arrived; the first window's admissions were a / b / c =
+{' / '.join(str(n) for n in first[0])}. A job joins its producer's line only when a worker
+runs its `headswap.submit` message, and those wait in one first-come queue: when *b* and *c*
+had enqueued, {equal.get('submit_queue_when_others_enqueued', 0):,} submit messages (*a*'s)
+were ahead of theirs. Until the workers drained them the scheduler did not know *b* and
+*c* existed. From the moment every producer had been admitted once, Jain's index per
+window was {fmt(after.get('min'), 3)} at worst (mean {fmt(after.get('mean'), 3)}){verdict}
+The delay before the scheduler is a flood's drain time, so it grows with the flood.{gap_text}
+Joining the line when the job is enqueued (the producer's `create.lua`, in the same atomic
+step that creates the record) would remove it (a suggestion, not measured here)."""
+    return f"""## 6. Fair admission across producers (issue 14)
+
+One account, three producers: with `HEADSWAP_MAX_IN_FLIGHT={plan.get('max_in_flight')}` and
+Akool (the sandbox) taking {fmt(plan.get('processing_s'), 1)} s per task, producer *a*
+enqueues {plan.get('backlog', 0):,} jobs, then *b* and *c* {plan.get('others')} each
+(interleaved). A job's wait for admission is `admitted_at − queued_at` from its record
+(`submitting_at − created_at` under FIFO, which has no admission stamp). A row ends when
+every job of *b* and *c* is admitted (FIFO: or {fmt(plan.get('fifo_watch_s'), 0)} s after
+they were enqueued); *a*'s remaining backlog is dropped with the row's database. Rows:
+fair admission with equal weights, with weights 2:1:1 (`a:weight=2;b:weight=1;c:weight=1`),
+and FIFO (`HEADSWAP_ADMISSION=fifo`, the behaviour before issue 14), each with its own
+fresh workers and beat.
+
+The figures cover the time **all three producers are backlogged** (from *b*'s or *c*'s
+first job, whichever came later, until the first instant one producer had nothing left
+waiting). *admissions/s* is the measured admission rate R over that span; *share* each
+producer's part of the admissions in it. *b's share: median* is what *b*'s median wait
+would be if it got exactly its weighted share s of R while it had jobs waiting (its k-th
+job admitted 1/(s·R) after the one before, or after it arrived): with equal weights
+s = 1/3, the equal share of the target (≤ {TARGET_FAIR_WAIT_RATIO:g}× that); in the 2:1:1
+row s = 1/4, so against an equal share its waits are 4/3 of these ratios by design.
+*Jain* is Jain's fairness index (Σx)² / (3·Σx²) of the three producers' admission counts
+divided by their weights, per {fmt(plan.get('window_s'), 0)} s window of the span (1 =
+exactly by weight, 1/3 = one producer takes all; target ≥ {TARGET_JAIN:g}); the weighted
+row's shares should be 2:1:1 ± {TARGET_SHARE_ERROR_PCT:g} %.{fifo_text}
+
+{md_table(FAIRNESS_HEADER, fairness_rows(fair))}{join_text}{cost_text}"""
+
 
 FINDINGS: list[tuple[str, str, str]] = [
     ("1", "The notify task (`worker/polling.py`, `_finish`)",
@@ -911,6 +1038,8 @@ make bench    # everything: writes this file, the PNG and bench-results.json
 `bench/`: `run.py` (orchestrator), `throughput.py` (scenarios), `noop_app.py` (the
 ceiling), `naive_worker.py` (the baseline), `signal_probe.py` (completion stamps),
 `schedule_scale.py`, `rate_limit.py`, `poll_lag.py` and `lag_probe.py` (poll lag at
-10,000 pending), `profiling.py` (py-spy, pyinstrument), `cluster.py`
+10,000 pending), `fairness.py` (issue 14's producers; alone:
+`python -m bench.fairness [--quick] [--rows fair_equal,fifo]`), `profiling.py` (py-spy,
+pyinstrument), `cluster.py`
 (scenario processes on `worker.devstack`, RSS and CPU sampling), `report.py` and
 `markdown.py` (targets, tables, plot)."""

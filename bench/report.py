@@ -22,6 +22,13 @@ TARGET_CREATES_PER_S = 150.0
 TARGET_REAL_DETAIL_PER_JOB = 1.1
 #: remote done -> signal p99 at most the poll floor plus this
 TARGET_SIGNAL_SLACK_S = 1.0
+#: Issue 14: b's and c's median wait for admission at most this times the equal share's.
+TARGET_FAIR_WAIT_RATIO = 1.5
+TARGET_JAIN = 0.95
+#: weights 2:1:1 give admission shares within this (relative) of 2:1:1
+TARGET_SHARE_ERROR_PCT = 10.0
+#: fair admission's CPU per job at most this times FIFO's
+TARGET_ADMISSION_CPU_RATIO = 1.10
 #: "at equal completion latency": the project's p50 may exceed the naive worker's by this.
 LATENCY_TOLERANCE = 1.10
 #: The encodings of a compact (small) hash: Redis 7 calls it ``listpack``, 6.2 ``ziplist``.
@@ -157,6 +164,7 @@ def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 f"{fmt(run['achieved_per_s'], 2)}/s for {fmt(run['target_per_s'], 0)}/s "
                 f"({run['error_pct']:+.2f} %)",
                 abs(run["error_pct"]) <= TARGET_RATE_ERROR_PCT)
+    rows.extend(fairness_targets(results.get("fairness", {})))
     meta = results.get("meta", {})
     if meta.get("duration_s") is not None and not meta.get("quick"):
         add("`make bench` under 10 minutes", f"{meta['duration_s'] / 60:.1f} min",
@@ -185,6 +193,65 @@ def add_poll_lag(lag: Mapping[str, Any] | None, add: Callable[..., None]) -> Non
     add(f"poll lag p99 ≤ one tick ({lag['tick_s']:g} s) at {row['pending']:,} pending, "
         f"{lag['latency_s'] * 1000:g} ms per call, {lag['interval_s']:g} s interval",
         text, poll_lag_met(lag, row))
+def _wait_text(fig: Mapping[str, Any]) -> str:
+    bound = "≥ " if fig.get("median_is_lower_bound") else ""
+    return f"{bound}{fmt(fig.get('median_wait_s'), 1)} s"
+
+
+def _ratio_text(fig: Mapping[str, Any], key: str = "vs_equal_share") -> str:
+    bound = "≥ " if fig.get("median_is_lower_bound") else ""
+    return f"{bound}{fmt(fig.get(key), 2)}×"
+
+
+def fairness_targets(fair: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Issue 14's targets: fair share of waits, Jain's index, weights, admission CPU."""
+    out: list[dict[str, Any]] = []
+    rows = fair.get("rows", {})
+    equal, weighted, fifo = rows.get("fair_equal"), rows.get("fair_weighted"), rows.get("fifo")
+
+    def add(target: str, value: str, met: bool) -> None:
+        out.append({"target": target, "value": value, "met": met, "note": ""})
+
+    if equal:
+        figs = [equal["producers"].get(p, {}) for p in ("b", "c")]
+        ratios = [f.get("vs_equal_share") for f in figs]
+        baseline = ""
+        if fifo:
+            baseline = "; FIFO: " + ", ".join(
+                f"{p} {_wait_text(fifo['producers'].get(p, {}))}" for p in ("b", "c"))
+        add(f"fair admission: b's and c's median wait ≤ {TARGET_FAIR_WAIT_RATIO:g}× what "
+            "equal shares give (3 producers backlogged)",
+            ", ".join(f"{p} {_wait_text(f)} = {_ratio_text(f)} of "
+                      f"{fmt(f.get('equal_share_median_wait_s'), 1)} s"
+                      for p, f in zip(("b", "c"), figs, strict=True)) + baseline,
+            all(r is not None and r <= TARGET_FAIR_WAIT_RATIO for r in ratios)
+            and not any(f.get("median_is_lower_bound") for f in figs))
+        jn = equal.get("jain", {})
+        base = f"; FIFO: min {fmt(fifo['jain'].get('min'), 3)}" if fifo and fifo.get("jain") \
+            else ""
+        add(f"Jain's fairness index ≥ {TARGET_JAIN:g} over admission windows while all three "
+            "are backlogged (equal weights)",
+            f"min {fmt(jn.get('min'), 3)}, mean {fmt(jn.get('mean'), 3)} over "
+            f"{jn.get('windows', 0)} windows of {fmt(jn.get('window_s'), 1)} s{base}",
+            jn.get("min") is not None and jn["min"] >= TARGET_JAIN)
+    if weighted:
+        shares = weighted["producers"]
+        errors = [shares.get(p, {}).get("share_error_pct") for p in ("a", "b", "c")]
+        add(f"weights 2:1:1 give 2:1:1 ± {TARGET_SHARE_ERROR_PCT:g} % of admissions while "
+            "backlogged",
+            ", ".join(f"{p} {fmt(shares.get(p, {}).get('share'), 3)} "
+                      f"({shares.get(p, {}).get('share_error_pct', 0):+.1f} %)"
+                      for p in ("a", "b", "c")),
+            all(e is not None and abs(e) <= TARGET_SHARE_ERROR_PCT for e in errors))
+    cost = fair.get("overhead", {})
+    if cost.get("worker_ratio") is not None:
+        add(f"admission CPU per job ≤ {TARGET_ADMISSION_CPU_RATIO - 1:.0%} more than FIFO's "
+            "(worker processes, cap not binding)",
+            f"{fmt(cost['worker_ratio'], 3)}× ({fmt(cost['fair']['worker_cpu_ms_per_job'])} / "
+            f"{fmt(cost['fifo']['worker_cpu_ms_per_job'])} ms per job; workers + beat + "
+            f"Redis {fmt(cost.get('service_ratio'), 3)}×)",
+            cost["worker_ratio"] <= TARGET_ADMISSION_CPU_RATIO)
+    return out
 
 
 # --- rich tables (the console, as the run goes) ---------------------------------------
@@ -207,8 +274,42 @@ def throughput_table(tp: Mapping[str, Any]) -> Table:
     return t
 
 
+def fairness_rows(fair: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """One line per contended row (console and markdown)."""
+    out = []
+    for row in fair.get("rows", {}).values():
+        prods, back, jn = row["producers"], row.get("backlogged") or {}, row.get("jain", {})
+        b, c = prods.get("b", {}), prods.get("c", {})
+        out.append((row["name"], fmt(back.get("rate_per_s"), 2), fmt(back.get("seconds"), 1),
+                    " / ".join(fmt(prods.get(p, {}).get("share"), 3) for p in ("a", "b", "c")),
+                    f"{_wait_text(b)} ({_ratio_text(b, 'vs_weighted_share')})",
+                    f"{_wait_text(c)} ({_ratio_text(c, 'vs_weighted_share')})",
+                    fmt(b.get("weighted_share_median_wait_s"), 1),
+                    f"{fmt(jn.get('min'), 3)} / {fmt(jn.get('mean'), 3)}",
+                    fmt(back.get("first_admissions_after_s"), 1),
+                    fmt((row.get("jain_after_first_admissions") or {}).get("min"), 3),
+                    f"{b.get('admitted', 0)} + {c.get('admitted', 0)} of "
+                    f"{b.get('jobs', 0) + c.get('jobs', 0)}",
+                    fmt((row.get("admitted_to_submitting_s") or {}).get("p90"), 2),
+                    fmt(row.get("worker_cpu_ms_per_admitted"), 2),
+                    row.get("duplicate_creates")))
+    return out
+
+
+FAIRNESS_HEADER = ("scenario", "admissions/s", "all backlogged s", "share a / b / c",
+                   "b median wait (÷ its share's)", "c median wait (÷ its share's)",
+                   "b's share: median s", "Jain min / mean",
+                   "all admitting after s", "Jain min from then", "b + c admitted",
+                   "admitted → submitting p90 s",
+                   "worker CPU ms / admitted", "dup creates")
+
+
+def fairness_table(fair: Mapping[str, Any]) -> Table:
+    return simple_table("fair admission (issue 14)", FAIRNESS_HEADER, fairness_rows(fair))
+
+
 def targets_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    t = Table(title="targets (issues #6 and #16)")
+    t = Table(title="targets (issues #6, #14, #16)")
     t.add_column("target")
     t.add_column("measured")
     t.add_column("met")
@@ -259,6 +360,8 @@ def print_section(console: Console, results: Mapping[str, Any], section: str) ->
                 for r in results["schedule_scale"]["rows"]]
         console.print(simple_table("schedule scale", ["pending", "B/job", "full tick p50 ms",
                                    "full tick p95 ms", "light tick ms", "idle tick ms"], rows))
+    elif section == "fairness":
+        console.print(fairness_table(results["fairness"]))
     elif section == "poll_lag":
         rows = [(r["name"], r["pending"], r["polls_per_s"], r["needed_polls_per_s"],
                  r["lag_p50_s"], r["lag_p99_s"], r["oldest_overdue_end_s"],

@@ -18,7 +18,9 @@ Celery processes:
 5. the global create rate limit across four processes;
 6. the memory of one output copy;
 7. poll lag with 10,000 tasks pending at 200 ms per Akool call (:mod:`bench.poll_lag`),
-   this project's defaults beside the old limits.
+   this project's defaults beside the old limits;
+8. fair admission across producers (issue 14; :mod:`bench.fairness`): three producers,
+   one account, fair against FIFO.
 
 Writes ``docs/BENCHMARKS.md``, ``docs/benchmarks.png`` and ``bench-results.json`` (or all
 three into ``--out``). ``--quick`` is the small version ``tests/test_bench_short.py`` runs.
@@ -27,6 +29,7 @@ three into ``--out``). ``--quick`` is the small version ``tests/test_bench_short
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -43,6 +46,7 @@ from rich.console import Console
 from bench import (
     capacity,
     copy_memory,
+    fairness,
     findings,
     poll_lag,
     profiling,
@@ -97,6 +101,7 @@ class Plan:
     lag_warmup_s: float = 20.0
     lag_window_s: float = 30.0
     lag_variants: tuple[str, ...] = tuple(v.key for v in poll_lag.VARIANTS)
+    fairness: fairness.FairPlan = fairness.FULL
 
 
 QUICK = Plan(noop_jobs=300, naive_jobs=120, minimal_jobs=200, project_jobs=200, real_jobs=40,
@@ -107,7 +112,8 @@ QUICK = Plan(noop_jobs=300, naive_jobs=120, minimal_jobs=200, project_jobs=200, 
              profile_jobs=0,
              scale_sizes=(1_000, 5_000), scale_ticks=5, limiter_seconds=2.0,
              rate_worker_jobs=0, lag_pending=1_000, lag_warmup_s=6.0, lag_window_s=6.0,
-             lag_variants=("project",))
+             lag_variants=("project",),
+             fairness=fairness.QUICK)
 
 
 #: The throughput rows compare Akool clients: outputs are not copied (one row copies them,
@@ -147,7 +153,7 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
         "machine": machine(), "topology": {"workers": workers, "concurrency": concurrency,
                                            "pool": "threads"},
         "throughput_timing": throughput.THROUGHPUT_TIMING,
-        "plan": plan.__dict__}}
+        "plan": dataclasses.asdict(plan)}}
     server = start_redis()
     sandbox = SandboxProcess.start(knobs={"processing_time": 0, "analysis_time": 0.05,
                                           "webhook_backoff": 0.2})
@@ -280,6 +286,11 @@ def run(plan: Plan, *, quick: bool, workers: int, concurrency: int, profile: boo
             window_s=plan.lag_window_s,
             variants=tuple(v for v in poll_lag.VARIANTS if v.key in plan.lag_variants), log=say)
         report.print_section(console, results, "poll_lag")
+
+        say("[bold]8. fair admission[/] (issue 14: three producers share one account)")
+        sandbox.reset(reset_config=True)
+        results["fairness"] = fairness.run(bench, plan.fairness, log=say)
+        report.print_section(console, results, "fairness")
     finally:
         sandbox.stop()
         server.stop()

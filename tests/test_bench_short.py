@@ -18,7 +18,7 @@ from tests.support.procs import ROOT
 pytestmark = pytest.mark.integration
 
 SECTIONS = ("meta", "throughput", "real_latency", "poll_timing", "schedule_scale", "rate_limit",
-            "poll_lag", "targets")
+            "poll_lag", "fairness", "targets")
 SCENARIOS = ("noop", "naive", "minimal", "project_webhook_off", "project_webhook_on")
 
 
@@ -37,7 +37,7 @@ def test_the_quick_run_writes_the_json_the_markdown_and_the_plot(quick_run):
     out, results = quick_run
     assert set(SECTIONS) <= set(results)
     markdown = (out / "BENCHMARKS.md").read_text()
-    assert "## Targets of issues #6 and #16" in markdown and "](benchmarks.png)" in markdown
+    assert "## Targets (issues #6, #14, #16)" in markdown and "](benchmarks.png)" in markdown
     assert "## 1b. Real latency" in markdown and "minimal Akool client" in markdown
     assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -122,3 +122,23 @@ def test_the_real_latency_scenario_ran_at_the_defaults_beside_the_naive_worker(q
     targets = {t["target"] for t in results["targets"]}
     assert any(t.startswith("real latency: ≥") for t in targets)
     assert any("minimal Akool client" in t for t in targets)
+
+
+def test_fair_admission_does_not_keep_b_and_c_behind_a_backlog(quick_run):
+    """Issue 14 in miniature: a enqueues a backlog, then b and c a few jobs each, with the
+    in-flight cap binding. Under fair admission b and c are all admitted while most of a's
+    backlog still waits, each at about a third of the admissions."""
+    _, results = quick_run
+    row = results["fairness"]["rows"]["fair_equal"]
+    assert row["others_all_admitted"], row
+    assert row["duplicate_creates"] == 0
+    assert row["producer_field_mismatches"] == 0 and row["producer_field_missing"] == 0
+    backlog = row["jobs"]["a"]
+    assert row["a_waiting_when_others_done"] >= backlog // 2, row
+    assert row["backlogged"] and row["backlogged"]["admissions"] > 0
+    for name in ("b", "c"):
+        fig = row["producers"][name]
+        assert fig["admitted"] == fig["jobs"] > 0
+        assert not fig["median_is_lower_bound"]
+        assert fig["vs_equal_share"] <= 3.0, fig  # loose: seconds of a loaded machine
+        assert fig["share"] >= 0.15, fig

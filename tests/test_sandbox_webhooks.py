@@ -61,13 +61,15 @@ def test_delivery_on_completion_is_sealed(sandbox: SandboxProcess,
     payload = opened(sandbox, body)
     detail = sandbox.call("GET", "/v4/headswap/task/detail", params={"_id": task_id}).json()
     assert payload == {"_id": task_id, "status": 3, "type": "headswap",
-                       "url": detail["data"]["video_url"]}
+                       "url": detail["data"]["video_url"], "deduction_credit": 1}
+    assert detail["data"]["deduction_credit"] == 1
     tampered = {**body, "nonce": body["nonce"] + "1"}
     with pytest.raises(WebhookCryptoError):
         opened(sandbox, tampered)
     stats = _wait_stat(sandbox, "webhook_deliveries", 1)  # counted once the 200 is back
     assert stats["webhook_attempts"] == 1
     assert stats["creates_by_job"] == {"job-1": 1}
+    assert stats["charged_by_job"] == {"job-1": 1} and stats["credits_charged"] == 1
     assert sandbox.task(task_id)["webhook"]["delivered"] is True
 
 

@@ -105,6 +105,8 @@ class Scenario:
     targets: Callable[[dict[str, Any]], list[str]] | None = None
     #: why this row may lose jobs (an override of the default policy), or "" (it may not)
     loss_allowed: str = ""
+    #: job n's message (default :func:`job_message`), e.g. to name its producer
+    message: Callable[[int], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -236,7 +238,8 @@ def _stack(sc: Scenario, redis_url: str, sb: SandboxProcess, workdir: Path,
 def _drive(sc: Scenario, st: Stack, sb: SandboxProcess, redis: LocalRedis,
            seed: int, workdir: Path, proxy: Any, group: Any = None) -> dict[str, Any]:
     producer = producer_for(st)
-    messages = [job_message(n, sc.idempotency_keys) for n in range(sc.jobs)]
+    messages = [sc.message(n) if sc.message else job_message(n, sc.idempotency_keys)
+                for n in range(sc.jobs)]
     poison = poison_entries(sc.poison)
     started = time.monotonic()
     ids = _submit_interleaved(producer, st, messages, poison)
@@ -488,10 +491,11 @@ def credits_out_then_topped_up(after: float) -> Callable[[ChaosContext], None]:
 
 
 def scenarios(short: bool = False) -> list[Scenario]:
-    """The suite: the rows below, then issue 12's (``tests.chaos.outages``)."""
-    from tests.chaos import outages  # it builds on this module
+    """The suite: the rows below, then issue 12's (``tests.chaos.outages``) and issue 14's
+    (``tests.chaos.producers``)."""
+    from tests.chaos import outages, producers  # they build on this module
 
-    return _scenarios(short) + outages.scenarios(short)
+    return _scenarios(short) + outages.scenarios(short) + producers.scenarios(short)
 
 
 def _scenarios(short: bool) -> list[Scenario]:

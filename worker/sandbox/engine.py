@@ -217,7 +217,7 @@ class Engine:
             raise Rejection(codes.TOO_FREQUENT)
         task = self._new_task(request, duration, now)
         if self._credits is not None:
-            self._credits -= knobs.credits_per_task
+            self._credits -= task.charge
         return task
 
     def _linked_analysis(self, request: CreateRequest, now: float) -> Analysis:
@@ -263,10 +263,11 @@ class Engine:
             outcome=outcome,
             error_code=error_code,
             error_reason=error_reason,
+            charge=self._knobs.credits_per_task,
         )
         self._tasks[task.id] = task
         heapq.heappush(self._active_ends, task.timeline.end)
-        self._stats.count_create(task.fingerprint, request.job_id)
+        self._stats.count_create(task.fingerprint, request.job_id, task.charge)
         if request.webhook_url:
             self._scheduler.call_at(
                 task.timeline.end, partial(self._fire_webhook, task.id, self._generation)

@@ -20,7 +20,6 @@ QUEUE_SHARE = 0.2
 UID = 101400
 TEAM_ID = "6805fb69e92d9edc7ca0b409"
 PRIORITY = 9
-DEDUCTION_LOCK_DURATION = 100
 COMPLETED, FAILED = 3, 4
 
 
@@ -159,6 +158,10 @@ class Task:
     outcome: int = COMPLETED
     error_code: int | None = None
     error_reason: str | None = None
+    #: Credits this task costs: the ``credits_per_task`` knob when it was created (unknown
+    #: #18). Reported as ``deduction_lock_duration`` at create and ``deduction_credit`` once
+    #: final; a later change of the knob does not reprice it.
+    charge: int = 1
     webhook: WebhookState = field(default_factory=WebhookState)
     #: Wall-clock times of task-detail calls for this task (tests prove "no double poll").
     detail_calls: list[float] = field(default_factory=list)
@@ -192,7 +195,7 @@ class Task:
             "task_id": self.task_id,
             "resolution": self.request.resolution,
             "status": 1,
-            "deduction_lock_duration": DEDUCTION_LOCK_DURATION,
+            "deduction_lock_duration": self.charge,
             "model_name": self.request.model_name,
             "file_name": self.file_name,
             "video_url": None,
@@ -218,6 +221,8 @@ class Task:
             "file_name": self.file_name,
             "model_name": self.request.model_name,
         }
+        if status in (COMPLETED, FAILED):
+            data["deduction_credit"] = self.charge
         if status == FAILED:
             data["error_code"] = self.error_code
             data["error_reason"] = self.error_reason
@@ -230,6 +235,7 @@ class Task:
             "status": self.outcome,
             "type": "headswap",
             "url": self.output_url(base_url) if self.outcome == COMPLETED else "",
+            "deduction_credit": self.charge,
         }
         if self.outcome == FAILED:
             payload["error_code"] = self.error_code
@@ -249,6 +255,7 @@ class Task:
             "job_id": req.job_id,
             "fingerprint": self.fingerprint,
             "outcome": self.outcome,
+            "charge": self.charge,
             "seconds_to_final": max(0.0, self.timeline.end - now),
             "processing_seconds": self.timeline.total,
             "detail_calls": list(self.detail_calls),

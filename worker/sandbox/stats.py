@@ -22,6 +22,9 @@ class Stats:
     creates: int = 0
     creates_by_fingerprint: Counter[str] = field(default_factory=Counter)
     creates_by_job: Counter[str] = field(default_factory=Counter)
+    #: Credits taken by created tasks: in all, and per job id (tasks whose create named one).
+    credits_charged: int = 0
+    charged_by_job: Counter[str] = field(default_factory=Counter)
     create_rejections_by_code: Counter[int] = field(default_factory=Counter)
     auth_failures: int = 0
     http_5xx: int = 0
@@ -40,12 +43,14 @@ class Stats:
         """Count one received API request (before any fault is applied)."""
         self.calls[ROUTE_COUNTERS[route]] += 1
 
-    def count_create(self, fingerprint: str, job_id: str | None) -> None:
-        """Count one task actually created."""
+    def count_create(self, fingerprint: str, job_id: str | None, charge: int = 0) -> None:
+        """Count one task actually created, and the ``charge`` in credits it cost."""
         self.creates += 1
         self.creates_by_fingerprint[fingerprint] += 1
+        self.credits_charged += charge
         if job_id is not None:
             self.creates_by_job[job_id] += 1
+            self.charged_by_job[job_id] += charge
 
     def snapshot(self) -> dict[str, object]:
         """The JSON body of ``/_sandbox/stats`` (without the engine's live gauges)."""
@@ -59,6 +64,8 @@ class Stats:
                 ),
                 "creates_by_job": dict(self.creates_by_job),
                 "duplicate_job_creates": sum(max(0, c - 1) for c in self.creates_by_job.values()),
+                "credits_charged": self.credits_charged,
+                "charged_by_job": dict(self.charged_by_job),
                 "create_rejections_by_code": {
                     str(code): n for code, n in sorted(self.create_rejections_by_code.items())
                 },
