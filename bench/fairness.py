@@ -151,7 +151,7 @@ def run_row(bench: Bench, plan: FairPlan, row: Row) -> dict[str, Any]:
         producer = Producer(load_settings(env))
         run_id = uuid.uuid4().hex[:8]
         for i in range(bench.video_urls):  # warm-up: the analyses, under producer "default"
-            producer.submit(**project_job(run_id + "w", i, DURATION, bench.video_urls))
+            producer.submit(**project_job(run_id + "w", i, (DURATION,) * bench.video_urls))
         wait_signals(r, bench.video_urls, 60 + plan.processing_s)
         r.delete(SIGNALS_KEY)
         owner: dict[str, str] = {}
@@ -206,7 +206,7 @@ def run_row(bench: Bench, plan: FairPlan, row: Row) -> dict[str, Any]:
 
 
 def _submit(producer: Any, run_id: str, name: str, i: int) -> str:
-    job = project_job(f"{run_id}{name}", i, DURATION, 4)
+    job = project_job(f"{run_id}{name}", i, (DURATION,) * 4)
     return str(producer.submit(**job, producer=name))
 
 

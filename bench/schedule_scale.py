@@ -149,6 +149,31 @@ class Footprint:
             text = text.replace(tok, ids[name])
         return text
 
+    def write(self, pipe: Any, ids: Mapping[str, str], poll_key: str, now: float) -> None:
+        """One more job like the template, through ``pipe`` (``bench.poll_lag`` seeds its
+        jobs with real remote ids this way; the scale rows clone in Lua)."""
+        t = self.tokens
+        for entry in self.own:
+            key = self.fill(entry["key"], ids, t)
+            if entry["type"] == "hash":
+                pipe.hset(key, mapping={k: self.fill(v, ids, t)
+                                        for k, v in entry["value"].items()})
+            else:
+                pipe.set(key, self.fill(entry["value"], ids, t))
+            if entry["pttl"] > 0:
+                pipe.pexpire(key, entry["pttl"])
+        for entry in self.shared:
+            if entry["type"] == "zset":
+                # the poll schedule far in the future: only what a tick makes due is claimed
+                score = now + 3600 + random.random() * 3600 if entry["key"] == poll_key \
+                    else entry["score"]
+                pipe.zadd(entry["key"], {ids["job"]: score})
+            elif entry["type"] == "hash":
+                pipe.hset(entry["key"], self.fill(entry["field"], ids, t),
+                          self.fill(entry["value"], ids, t))
+            else:
+                pipe.sadd(entry["key"], ids["job"])
+
 
 #: Server-side cloning: one EVAL writes ``count`` jobs shaped like the template (the same
 #: commands ``Footprint.write`` would send, built in Lua from pre-split templates), so a
