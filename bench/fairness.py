@@ -66,6 +66,8 @@ FIELDS = ("producer", "priority", "state", "created_at", "queued_at", "admitted_
 #: Source videos are 4 s long; an estimate of 0.5 s per video second puts the first poll
 #: at the sandbox's 2 s processing time, so a slot frees about when the task ends.
 DURATION = 4.0
+#: the four source videos every job picks from (``throughput.project_job``)
+VIDEOS = (DURATION,) * 4
 
 
 @dataclass(frozen=True)
@@ -150,9 +152,9 @@ def run_row(bench: Bench, plan: FairPlan, row: Row) -> dict[str, Any]:
         cluster.start_beat()
         producer = Producer(load_settings(env))
         run_id = uuid.uuid4().hex[:8]
-        for i in range(bench.video_urls):  # warm-up: the analyses, under producer "default"
-            producer.submit(**project_job(run_id + "w", i, (DURATION,) * bench.video_urls))
-        wait_signals(r, bench.video_urls, 60 + plan.processing_s)
+        for i in range(len(VIDEOS)):  # warm-up: the analyses, under producer "default"
+            producer.submit(**project_job(run_id + "w", i, VIDEOS))
+        wait_signals(r, len(VIDEOS), 60 + plan.processing_s)
         r.delete(SIGNALS_KEY)
         owner: dict[str, str] = {}
         roles = {"worker": [p.pid for p in cluster.workers],
@@ -206,7 +208,7 @@ def run_row(bench: Bench, plan: FairPlan, row: Row) -> dict[str, Any]:
 
 
 def _submit(producer: Any, run_id: str, name: str, i: int) -> str:
-    job = project_job(f"{run_id}{name}", i, (DURATION,) * 4)
+    job = project_job(f"{run_id}{name}", i, VIDEOS)
     return str(producer.submit(**job, producer=name))
 
 

@@ -249,6 +249,18 @@ def why_fairness(target: str, results: Mapping[str, Any]) -> str:
                 f"({fmt(equal['backlogged'].get('first_admissions_after_s'), 1)} s later) the "
                 f"index was {fmt(equal['jain_after_first_admissions'].get('min'), 3)} at worst: "
                 "section 6, *Where the unfairness is*.")
+    weighted = fair.get("rows", {}).get("fair_weighted", {})
+    if "2:1:1" in target and weighted.get("jain_after_first_admissions"):
+        counts = (weighted["jain"].get("counts") or [[]])[0]
+        return (f"**Weights 2:1:1 (issue 14).** The share is counted from *b*'s and *c*'s "
+                f"arrival, and their first "
+                f"{fmt(weighted['backlogged'].get('first_admissions_after_s'), 1)} s went to *a* "
+                f"(first window a / b / c = {' / '.join(map(str, counts))}): their submit "
+                "messages were queued behind "
+                f"{weighted.get('submit_queue_when_others_enqueued', 0):,} of *a*'s. From their "
+                "first admissions on, Jain's index on the weight-normalised counts was "
+                f"{fmt(weighted['jain_after_first_admissions'].get('min'), 3)} at worst: "
+                "section 6, *Where the unfairness is*.")
     return (f"**Fair admission.** {target}: not met in this run; the per-producer figures "
             "are in section 6.")
 
@@ -823,6 +835,50 @@ def capacity_section(results: Mapping[str, Any]) -> str:
             "How the table is made: `bench/capacity.py` (docs/OPERATIONS.md *Capacity "
             "planning* explains it and gives the KEDA settings).\n\n" + capacity.markdown(cap))
 
+def _row_join(row: Mapping[str, Any]) -> str:
+    first = (row["jain"].get("counts") or [[]])[0]
+    return (f"in the {row['name']} row every producer had a first job admitted "
+            f"{fmt(row['backlogged']['first_admissions_after_s'], 1)} s after *b* and *c* "
+            f"arrived, with {row.get('submit_queue_when_others_enqueued', 0):,} of *a*'s "
+            "submit messages ahead of theirs, and the first window's admissions were a / b / "
+            f"c = {' / '.join(str(n) for n in first)}; from then on Jain's index per window "
+            f"was {fmt(row['jain_after_first_admissions'].get('min'), 3)} at worst")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def join_delay_text(fair: Mapping[str, Any]) -> str:
+    """What the fair rows say about the time before b and c reach their lines."""
+    rows = [r for key, r in fair["rows"].items() if key != "fifo"
+            and (r.get("backlogged") or {}).get("first_admissions_after_s") is not None
+            and r.get("jain_after_first_admissions")]
+    if not rows:
+        return ""
+    exact = all((r["jain_after_first_admissions"].get("min") or 0) >= TARGET_JAIN for r in rows)
+    gap = (fair["rows"].get("fair_equal") or {}).get("admitted_to_submitting_s") or {}
+    gap_text = ""
+    if gap:
+        gap_text = (" The same queue can sit between a grant and its create: a job granted by a "
+                    "round another task ran (a poll tick, a completion) gets its submit message "
+                    "then, behind whatever is queued, while it holds its in-flight slot. In the "
+                    f"equal-weights row admitted → `submitting` took p50 {fmt(gap.get('p50'), 2)} "
+                    f"s, p90 {fmt(gap.get('p90'), 2)} s, at most {fmt(gap.get('max'), 2)} s.")
+    return ("\n\n**Where the unfairness is: the broker's one queue.** A job joins its "
+            "producer's line only when a worker runs its `headswap.submit` message, and those "
+            "wait in one first-come queue behind *a*'s flood: until the workers have drained "
+            "what is ahead, the scheduler does not know *b* and *c* exist, and *a* takes every "
+            "slot that frees. " + _sentence("; ".join(_row_join(r) for r in rows)) + "."
+            + (" From there the scheduler holds the weights exactly; what it loses is before "
+               "it, and that is a flood's drain time, which grows with the flood and with the "
+               "machine's load." if exact else
+               " The shares are off even from there.")
+            + gap_text + " Joining the line when the job is enqueued (in the producer's "
+            "`create.lua`, the same atomic step that creates the record) would remove the "
+            "first delay (a suggestion, not measured here).")
+
+
 def fairness(results: Mapping[str, Any]) -> str:
     fair = results.get("fairness")
     if not fair or not fair.get("rows"):
@@ -862,36 +918,7 @@ admitted."""
                      f"were admitted in the {fmt(plan.get('fifo_watch_s'), 0)} s it watched "
                      "(a median marked ≥ is a lower bound: jobs still waiting count with the "
                      "wait they had so far).")
-    equal = fair["rows"].get("fair_equal")
-    join_text = ""
-    if equal and (equal.get("backlogged") or {}).get("first_admissions_after_s") is not None:
-        after = equal["jain_after_first_admissions"]
-        first = equal["jain"].get("counts") or [[]]
-        gap = equal.get("admitted_to_submitting_s") or {}
-        gap_text = ""
-        if gap:
-            gap_text = (f" The same queue sits between a grant and its create: a job admitted "
-                        "by a round that another task ran gets its submit message sent then, "
-                        "behind whatever is queued, while it holds its in-flight slot. "
-                        f"Admitted → `submitting` took p50 {fmt(gap.get('p50'), 2)} s, p90 "
-                        f"{fmt(gap.get('p90'), 2)} s, at most {fmt(gap.get('max'), 2)} s in "
-                        "this row.")
-        verdict = (": from there the scheduler holds the shares." if (after.get("min") or 0)
-                   >= TARGET_JAIN else ": below the target even from there.")
-        join_text = f"""
-
-**Where the unfairness is: the broker's one queue.** In the equal-weights row every
-producer had a first job admitted {fmt(equal['backlogged']['first_admissions_after_s'], 1)} s
-after *b* and *c* arrived; the first window's admissions were a / b / c =
-{' / '.join(str(n) for n in first[0])}. A job joins its producer's line only when a worker
-runs its `headswap.submit` message, and those wait in one first-come queue: when *b* and *c*
-had enqueued, {equal.get('submit_queue_when_others_enqueued', 0):,} submit messages (*a*'s)
-were ahead of theirs. Until the workers drained them the scheduler did not know *b* and
-*c* existed. From the moment every producer had been admitted once, Jain's index per
-window was {fmt(after.get('min'), 3)} at worst (mean {fmt(after.get('mean'), 3)}){verdict}
-The delay before the scheduler is a flood's drain time, so it grows with the flood.{gap_text}
-Joining the line when the job is enqueued (the producer's `create.lua`, in the same atomic
-step that creates the record) would remove it (a suggestion, not measured here)."""
+    join_text = join_delay_text(fair)
     return f"""## 6. Fair admission across producers (issue 14)
 
 One account, three producers: with `HEADSWAP_MAX_IN_FLIGHT={plan.get('max_in_flight')}` and
