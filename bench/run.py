@@ -111,7 +111,7 @@ QUICK = Plan(noop_jobs=300, naive_jobs=120, minimal_jobs=200, project_jobs=200, 
              poll_estimate_s=1.5, poll_processing=(("matched", 1.5),), slow_jobs=0,
              profile_jobs=0,
              scale_sizes=(1_000, 5_000), scale_ticks=5, limiter_seconds=2.0,
-             rate_worker_jobs=0, lag_pending=1_000, lag_warmup_s=6.0, lag_window_s=6.0,
+             rate_worker_jobs=0, lag_pending=500, lag_warmup_s=4.0, lag_window_s=4.0,
              lag_variants=("project",),
              fairness=fairness.QUICK)
 

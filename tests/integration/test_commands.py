@@ -54,7 +54,14 @@ def started_worker(name: str, env: dict[str, str], log: Path, client, *options: 
 
 
 def json_lines(log: Path) -> list[dict]:
-    return [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    out = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # the line the process is writing as we read
+                continue
+    return out
 
 
 def headswap_output(env: dict[str, str], *args: str) -> str:
