@@ -220,7 +220,8 @@ def test_credentials_in_job_urls_show_nowhere_but_in_the_record(redis_server, sa
     receiver = Receiver()
     env = cli_env(fresh_db_url(redis_server.url), sandbox, HEADSWAP_LOG_LEVEL="INFO",
                   HEADSWAP_CALLBACK_SECRETS="whsec_" + "Y2Itc2lnbmluZy1rZXktMQ" * 2,
-                  HEADSWAP_CALLBACK_ALLOWED_NETWORKS="127.0.0.0/8")
+                  HEADSWAP_CALLBACK_ALLOWED_NETWORKS="127.0.0.0/8",
+                  HEADSWAP_TASK_EVENTS="true")  # off by default: Flower's view is checked too
     beat = spawn([HEADSWAP, "beat", "-s", str(tmp_path / "schedule")], env=env,
                  log=tmp_path / "beat.log")
     events = spawn([str(VENV_BIN / "celery"), "-A", "worker.app", "events", "--dump"],
