@@ -113,15 +113,6 @@ def plan(rt: Runtime, limit: int = ROUND_MAX) -> dict[str, Any]:
     }
 
 
-def round_(rt: Runtime, join: str | None = None, keep: str | None = None) -> Admitted:
-    """One admission round (``join``: a queued job entering its line first). The jobs it
-    grants, other than ``join`` and ``keep``, get their submit messages now; jobs over
-    budget under the ``fail`` policy are failed."""
-    result = rt.store.admission.admit(join, plan(rt), CIRCUITS)
-    _after(rt, result, skip=(join, keep))
-    return result
-
-
 def _after(rt: Runtime, result: Admitted, skip: tuple[str | None, ...]) -> None:
     """What follows a round: metrics, budget holds and failures, the grants' messages."""
     BACKLOG.saw(result.waiting)
@@ -142,7 +133,9 @@ def pump(rt: Runtime) -> int:
     """A round with no job joining (poll tick, a freed slot); the jobs granted."""
     if not fair(rt):
         return 0
-    return len(round_(rt).admitted)
+    result = rt.store.admission.admit(None, plan(rt), CIRCUITS)
+    _after(rt, result, skip=())
+    return len(result.admitted)
 
 
 def freed(rt: Runtime) -> None:

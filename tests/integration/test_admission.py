@@ -9,11 +9,11 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 
 import pytest
 import redis
 
+from tests.integration.test_commands import HEADSWAP
 from tests.support.procs import wait_until
 from tests.support.sandbox import FAST_KNOBS, SandboxProcess
 from tests.support.stack import producer_for, running_stack, wait_all_terminal
@@ -61,11 +61,15 @@ def admission_order(producer, job_ids):
     return [r["producer"] for r in sorted(records, key=lambda r: float(r["admitted_at"]))]
 
 
+def cost_rows(stack, *args):
+    """`headswap costs --json` as an operator runs it: one row per producer and day."""
+    out = subprocess.run([HEADSWAP, "costs", "--json", *args], env=stack.env, cwd=stack.cwd,
+                         capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
 def costs(stack, *args):
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "costs", "--json", *args],
-                         env=stack.env, cwd=stack.cwd, capture_output=True, text=True,
-                         timeout=60, check=True)
-    return {row["producer"]: row for row in json.loads(out.stdout)}
+    return {row["producer"]: row for row in cost_rows(stack, *args)}
 
 
 def test_a_flood_from_one_producer_does_not_hold_back_another(stack, producer):
@@ -164,10 +168,7 @@ def test_the_ledger_equals_the_sandboxs_own_count(stack, producer, sandbox_for_s
     sandbox made, each charged once at the sandbox's price; per producer it agrees with the
     tasks the sandbox holds (their source videos name the producer)."""
     stats = sandbox_for_stack.stats()
-    rows = json.loads(subprocess.run(
-        [sys.executable, "-m", "worker.cli", "costs", "--json", "--days", "3"],
-        env=stack.env, cwd=stack.cwd, capture_output=True, text=True, timeout=60,
-        check=True).stdout)
+    rows = cost_rows(stack, "--days", "3")
     summed: dict[str, int] = {}
     for row in rows:
         summed[row["producer"]] = summed.get(row["producer"], 0) + row["jobs"]
